@@ -1,0 +1,132 @@
+"""The exercise catalogue: exercises/NN_slug.toml, one file per module, read into plain dataclasses."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CATALOGUE_DIR = REPO / "exercises"
+
+
+class CatalogueError(ValueError):
+    """A catalogue file is missing or malformed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    title: str
+    points: float
+    hidden: bool = False
+    device: str = "any"  # "any" runs everywhere; "gpu" needs a CUDA device and is skipped without one
+
+
+@dataclass(frozen=True)
+class ExerciseSpec:
+    id: str
+    title: str
+    asks: str
+    checked: str
+    hints: tuple[str, ...]
+    checks: tuple[CheckSpec, ...]
+    artifacts: tuple[str, ...] = ()
+
+    @property
+    def points(self) -> float:
+        return sum(c.points for c in self.checks)
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    id: str
+    title: str
+    checks_module: str
+    probes_module: str
+    cell_timeout: float
+    total_timeout: float
+    exercises: tuple[ExerciseSpec, ...]
+    path: Path = field(default=Path(), compare=False)
+
+    @property
+    def notebook_name(self) -> str:
+        return f"{self.id}.ipynb"
+
+    @property
+    def points(self) -> float:
+        return sum(e.points for e in self.exercises)
+
+    def exercise(self, exercise_id: str) -> ExerciseSpec:
+        for exercise in self.exercises:
+            if exercise.id == exercise_id:
+                return exercise
+        known = ", ".join(e.id for e in self.exercises)
+        raise KeyError(f"module {self.id} has no exercise {exercise_id!r} (it has: {known})")
+
+
+def _require(table: dict, key: str, path: Path, where: str):
+    if key not in table:
+        raise CatalogueError(f"{path}: {where} has no '{key}'")
+    return table[key]
+
+
+def load_module(path: Path) -> ModuleSpec:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogueError(f"{path}: no such catalogue file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogueError(f"{path}: not valid TOML: {exc}") from None
+    module = _require(data, "module", path, "the file")
+    exercises = []
+    seen = set()
+    for raw in data.get("exercise", []):
+        ex_id = _require(raw, "id", path, "an [[exercise]]")
+        if ex_id in seen:
+            raise CatalogueError(f"{path}: exercise id {ex_id!r} appears twice")
+        seen.add(ex_id)
+        checks = []
+        for raw_check in _require(raw, "check", path, f"exercise {ex_id!r}"):
+            device = raw_check.get("device", "any")
+            if device not in ("any", "gpu"):
+                raise CatalogueError(f"{path}: check {ex_id}.{raw_check.get('id')} has device {device!r}; use 'any' or 'gpu'")
+            checks.append(CheckSpec(
+                id=_require(raw_check, "id", path, f"a check of {ex_id!r}"),
+                title=raw_check.get("title", raw_check["id"]),
+                points=float(_require(raw_check, "points", path, f"check {ex_id}.{raw_check['id']}")),
+                hidden=bool(raw_check.get("hidden", False)),
+                device=device,
+            ))
+        exercises.append(ExerciseSpec(
+            id=ex_id,
+            title=_require(raw, "title", path, f"exercise {ex_id!r}"),
+            asks=raw.get("asks", ""),
+            checked=raw.get("checked", ""),
+            hints=tuple(raw.get("hints", ())),
+            checks=tuple(checks),
+            artifacts=tuple(raw.get("artifacts", ())),
+        ))
+    if not exercises:
+        raise CatalogueError(f"{path}: no [[exercise]] entries")
+    return ModuleSpec(
+        id=_require(module, "id", path, "[module]"),
+        title=_require(module, "title", path, "[module]"),
+        checks_module=_require(module, "checks", path, "[module]"),
+        probes_module=_require(module, "probes", path, "[module]"),
+        cell_timeout=float(module.get("cell_timeout", 120)),
+        total_timeout=float(module.get("total_timeout", 900)),
+        exercises=tuple(exercises),
+        path=path,
+    )
+
+
+def load_catalogue(directory: Path = CATALOGUE_DIR) -> dict[str, ModuleSpec]:
+    """All modules of a catalogue directory, in module order (the NN_ prefix)."""
+    modules = {}
+    for path in sorted(Path(directory).glob("*.toml")):
+        spec = load_module(path)
+        if spec.id != path.stem:
+            raise CatalogueError(f"{path}: [module] id is {spec.id!r} but the file is named {path.stem!r}")
+        modules[spec.id] = spec
+    return modules

@@ -1,0 +1,131 @@
+"""The check framework: what a check function receives (a CheckContext) and how it fails (CheckFailed).
+
+A module's checks file holds one ``Registry``; each check is a function of the context,
+registered under the (exercise, check) ids of the catalogue. It returns a short message on
+success or raises ``CheckFailed`` with what was expected, what was found and a hint.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from polyglot_lab.probe import probe_io
+
+
+class CheckFailed(Exception):
+    """A check's verdict is 'failed'. The message names the mistake in words a learner understands."""
+
+    def __init__(self, message: str, *, expected: str | None = None, found: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message)
+        self.message, self.expected, self.found, self.hint = message, expected, found, hint
+
+
+CheckFn = Callable[["CheckContext"], "str | None"]
+InputsFn = Callable[["CheckContext"], dict]
+
+
+class Registry:
+    """The checks and input makers of one module, keyed by the catalogue's ids."""
+
+    def __init__(self, module_id: str):
+        self.module_id = module_id
+        self.checks: dict[tuple[str, str], CheckFn] = {}
+        self.input_makers: dict[str, InputsFn] = {}
+
+    def check(self, exercise_id: str, check_id: str):
+        def register(fn: CheckFn) -> CheckFn:
+            self.checks[(exercise_id, check_id)] = fn
+            return fn
+        return register
+
+    def inputs(self, exercise_id: str):
+        def register(fn: InputsFn) -> InputsFn:
+            self.input_makers[exercise_id] = fn
+            return fn
+        return register
+
+
+def load_registry(dotted: str) -> Registry:
+    registry = getattr(importlib.import_module(dotted), "registry", None)
+    if not isinstance(registry, Registry):
+        raise TypeError(f"{dotted} must define `registry = Registry(...)`")
+    return registry
+
+
+@dataclass
+class ExecutionFacts:
+    """What the executor learned about an exercise, so that failures can say why."""
+    cell_error: str | None = None      # "NotImplementedError: ..." from the learner's own cell
+    not_reached: str | None = None     # why the probe never ran (kernel died, time limit, ...)
+
+
+class CheckContext:
+    """Everything a check may look at: the probe's outputs and the files of the graded run."""
+
+    def __init__(self, workdir: Path, seed: int, device: str, facts: dict[str, ExecutionFacts] | None = None):
+        self.workdir = Path(workdir)
+        self.seed = seed
+        self.device = device  # "cpu" or "cuda"
+        self.facts = facts or {}
+        self.cache: dict = {}  # shared by the checks of one module run (a loaded model, say)
+
+    def rng(self, salt: str) -> np.random.Generator:
+        """A generator for grade-time inputs: fresh each grading run, stable within it."""
+        return np.random.default_rng([self.seed, *salt.encode()])
+
+    def outputs(self, exercise_id: str) -> dict:
+        """The probe's outputs for an exercise, or a CheckFailed that says why there are none."""
+        io = probe_io(exercise_id, self.workdir)
+        facts = self.facts.get(exercise_id, ExecutionFacts())
+        error = io.error
+        if error:
+            raise CheckFailed(_explain_probe_error(error, facts), found=f"{error['type']}: {error['message']}",
+                              hint=_hint_for(error))
+        if not io.done:
+            reason = facts.not_reached or "the notebook stopped before this exercise was checked"
+            raise CheckFailed(f"This exercise was not graded: {reason}.")
+        return io.outputs()
+
+    def artifact(self, name: str, exercise_id: str | None = None) -> Path:
+        """A file the graded run must have written into its working directory."""
+        path = self.workdir / name
+        if not path.exists():
+            facts = self.facts.get(exercise_id, ExecutionFacts()) if exercise_id else ExecutionFacts()
+            detail = f" Your cell raised {facts.cell_error}." if facts.cell_error else ""
+            if facts.not_reached:
+                detail += f" The run stopped early: {facts.not_reached}."
+            raise CheckFailed(f"{name} was not found: the model was never saved by the notebook.{detail}",
+                              expected=f"a file {name} written by the notebook", found="no such file",
+                              hint=f"Save it from the notebook, in its own folder: `.save('{name}')`.")
+        return path
+
+
+def _explain_probe_error(error: dict, facts: ExecutionFacts) -> str:
+    kind, message = error["type"], error["message"]
+    if kind == "NotImplementedError":
+        text = "Not done yet: your code still raises NotImplementedError."
+    elif kind == "NameError":
+        text = f"{message}. Run the cell that defines it, and make sure that cell finishes without an error."
+    else:
+        text = f"Your code raised {kind}: {message}"
+        if error.get("where"):
+            text += f" (at {error['where']})"
+    if facts.cell_error and kind != "NotImplementedError":
+        text += f" Earlier, the exercise's cell raised {facts.cell_error}."
+    return text
+
+
+def _hint_for(error: dict) -> str | None:
+    if error["type"] == "NotImplementedError":
+        return "Replace `raise NotImplementedError()` with your solution."
+    return None
+
+
+def describe_array(a) -> str:
+    a = np.asarray(a)
+    return f"array of shape {a.shape}, dtype {a.dtype}"

@@ -1,0 +1,183 @@
+"""Checks for module 00 (setup). Expected values come from the grader's own imports, at grade time."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from graders.checks import CheckContext, CheckFailed, Registry
+
+registry = Registry("00_setup")
+FRAMEWORKS = ("torch", "tensorflow", "keras", "onnx", "onnxruntime")
+
+
+def expected_versions() -> dict[str, str]:
+    import importlib
+    return {name: importlib.import_module(name).__version__ for name in FRAMEWORKS}
+
+
+def expected_devices() -> dict[str, list[str]]:
+    """The reference detection (also what `make doctor` prints)."""
+    import onnxruntime
+    import tensorflow as tf
+    import torch
+
+    cuda = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return {
+        "torch": ["cpu", *cuda],
+        "tensorflow": [d.device_type for d in tf.config.list_physical_devices()],
+        "onnxruntime": list(onnxruntime.get_available_providers()),
+    }
+
+
+# -- versions --------------------------------------------------------------------------------
+@registry.check("versions", "all_five_correct")
+def all_five_correct(ctx: CheckContext):
+    found = ctx.outputs("versions")["versions"]
+    expected = expected_versions()
+    missing = [k for k in FRAMEWORKS if k not in found]
+    if missing:
+        raise CheckFailed(f"`versions` has no entry for {', '.join(missing)}.",
+                          expected=f"keys {', '.join(FRAMEWORKS)}", found=f"keys {', '.join(found) or '(none)'}")
+    wrong = {k: found[k] for k in FRAMEWORKS if found[k] != expected[k]}
+    if wrong:
+        raise CheckFailed("Some versions are not the installed ones.",
+                          expected=", ".join(f"{k}={expected[k]}" for k in wrong),
+                          found=", ".join(f"{k}={v}" for k, v in wrong.items()),
+                          hint="Read them from the modules themselves, e.g. `tensorflow.__version__`.")
+    return "all five versions match the installed frameworks"
+
+
+# -- devices ---------------------------------------------------------------------------------
+@registry.check("devices", "cpu_view")
+def cpu_view(ctx: CheckContext):
+    found = ctx.outputs("devices")["devices"]
+    expected = expected_devices()
+    for framework in ("torch", "tensorflow", "onnxruntime"):
+        if framework not in found:
+            raise CheckFailed(f"detect_devices() has no '{framework}' entry.", expected=str(expected), found=str(found))
+    if "cpu" not in found["torch"]:
+        raise CheckFailed("torch's list must include 'cpu'.", expected=str(expected["torch"]), found=str(found["torch"]))
+    if "CPU" not in found["tensorflow"]:
+        raise CheckFailed("TensorFlow's list must include its 'CPU' device.",
+                          expected=str(expected["tensorflow"]), found=str(found["tensorflow"]))
+    if sorted(found["onnxruntime"]) != sorted(expected["onnxruntime"]):
+        raise CheckFailed("The ONNX Runtime providers differ from onnxruntime.get_available_providers().",
+                          expected=str(expected["onnxruntime"]), found=str(found["onnxruntime"]))
+    return "the CPU is seen by torch, TensorFlow and ONNX Runtime"
+
+
+@registry.check("devices", "pick_device")
+def pick_device(ctx: CheckContext):
+    import torch
+    picked = ctx.outputs("devices")["picked"]
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    if picked != expected:
+        raise CheckFailed("pick_device() chose the wrong device.", expected=repr(expected), found=repr(picked),
+                          hint="'cuda' if torch.cuda.is_available() else 'cpu'")
+    return f"pick_device() chose {picked!r}"
+
+
+@registry.check("devices", "gpu_view")
+def gpu_view(ctx: CheckContext):
+    found = ctx.outputs("devices")["devices"]
+    expected = expected_devices()
+    if sorted(found.get("torch", [])) != sorted(expected["torch"]):
+        raise CheckFailed("torch's device list is not what torch sees.", expected=str(expected["torch"]),
+                          found=str(found.get("torch")))
+    if "GPU" in expected["tensorflow"] and "GPU" not in found.get("tensorflow", []):
+        raise CheckFailed("TensorFlow's GPU is missing from the list.", expected=str(expected["tensorflow"]),
+                          found=str(found.get("tensorflow")))
+    return f"GPUs listed: torch {expected['torch'][1:]}"
+
+
+# -- seeding ---------------------------------------------------------------------------------
+GENERATORS = ("python", "numpy", "torch", "tensorflow")
+
+
+@registry.inputs("seeding")
+def seeding_inputs(ctx: CheckContext) -> dict:
+    seed, other = (int(s) for s in ctx.rng("seeding").choice(2**31 - 1, size=2, replace=False))
+    return {"seed": np.int64(seed), "other_seed": np.int64(other)}
+
+
+def reference_draws(seed: int) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    tf.random.set_seed(seed)
+    from polyglot_lab.probes.m00_setup import draws
+    return draws()
+
+
+@registry.check("seeding", "reproducible")
+def reproducible(ctx: CheckContext):
+    out = ctx.outputs("seeding")
+    not_repeated = [g for g in GENERATORS if not np.array_equal(out[f"first_{g}"], out[f"again_{g}"])]
+    if not_repeated:
+        raise CheckFailed(f"The same seed gave different draws from: {', '.join(not_repeated)}.",
+                          expected="identical draws after seed_everything(s) twice",
+                          found=f"{not_repeated[0]}: {out[f'first_{not_repeated[0]}']} then {out[f'again_{not_repeated[0]}']}",
+                          hint="Seed all four: random.seed, np.random.seed, torch.manual_seed, tf.random.set_seed "
+                               "(keras.utils.set_random_seed does the first three and TensorFlow).")
+    unchanged = [g for g in GENERATORS if np.array_equal(out[f"first_{g}"], out[f"other_{g}"])]
+    if unchanged:
+        raise CheckFailed(f"A different seed gave the same draws from: {', '.join(unchanged)} (is the seed ignored?).",
+                          hint="Use the `seed` argument, not a constant.")
+    return "all four generators repeat for one seed and change with another"
+
+
+@registry.check("seeding", "matches_reference")
+def matches_reference(ctx: CheckContext):
+    out = ctx.outputs("seeding")
+    seed = int(seeding_inputs(ctx)["seed"])
+    expected = reference_draws(seed)
+    differ = [g for g in GENERATORS if not np.allclose(out[f"first_{g}"], expected[g], rtol=0, atol=1e-7)]
+    if differ:
+        raise CheckFailed(f"Draws after seed_everything(seed) differ from seeding with `seed` directly: {', '.join(differ)}.")
+    return "the draws equal the grader's for the same seed"
+
+
+@registry.check("seeding", "deterministic_algorithms")
+def deterministic_algorithms(ctx: CheckContext):
+    out = ctx.outputs("seeding")
+    off = [name for name, key in (("torch", "torch_deterministic"), ("TensorFlow", "tensorflow_deterministic"))
+           if not out[key]]
+    if off:
+        raise CheckFailed(f"Deterministic algorithms are off in {' and '.join(off)}.",
+                          hint="torch.use_deterministic_algorithms(True); tf.config.experimental.enable_op_determinism()")
+    return "deterministic algorithms are on in torch and TensorFlow"
+
+
+# -- threads ---------------------------------------------------------------------------------
+@registry.inputs("threads")
+def threads_inputs(ctx: CheckContext) -> dict:
+    return {"n": np.int64(ctx.rng("threads").integers(1, 4))}
+
+
+@registry.check("threads", "torch_threads")
+def torch_threads(ctx: CheckContext):
+    n = int(threads_inputs(ctx)["n"])
+    found = ctx.outputs("threads")["torch_threads"]
+    if found != n:
+        raise CheckFailed(f"After configure_threads({n}), torch uses {found} threads.", expected=str(n), found=str(found),
+                          hint="torch.set_num_threads(n)")
+    return f"torch uses {n} threads"
+
+
+@registry.check("threads", "ort_options")
+def ort_options(ctx: CheckContext):
+    n = int(threads_inputs(ctx)["n"])
+    out = ctx.outputs("threads")
+    if not out["options_type"].endswith("SessionOptions"):
+        raise CheckFailed("configure_threads must return an onnxruntime.SessionOptions.",
+                          expected="onnxruntime.SessionOptions", found=out["options_type"])
+    found = (out["intra_op_num_threads"], out["inter_op_num_threads"])
+    if found != (n, 1):
+        raise CheckFailed("The session options ask for the wrong numbers of threads.",
+                          expected=f"intra_op_num_threads={n}, inter_op_num_threads=1",
+                          found=f"intra_op_num_threads={found[0]}, inter_op_num_threads={found[1]}")
+    return f"SessionOptions: {n} intra-op thread(s), 1 inter-op thread"

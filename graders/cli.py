@@ -1,0 +1,139 @@
+"""Command line: python -m graders {grade,verify,notebooks,doctor}. The Makefile's targets call these."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from graders.catalogue import REPO, CatalogueError, load_catalogue  # noqa: E402
+from graders.generate import GenerateError  # noqa: E402
+
+
+def _modules(selection: str | None):
+    catalogue = load_catalogue()
+    if not selection or selection == "all":
+        return list(catalogue.values())
+    wanted = [s.strip() for s in selection.split(",") if s.strip()]
+    unknown = [w for w in wanted if w not in catalogue]
+    if unknown:
+        raise SystemExit(f"unknown module(s): {', '.join(unknown)}; known: {', '.join(catalogue)}")
+    return [catalogue[w] for w in wanted]
+
+
+def cmd_grade(args) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from graders.devices import DeviceError, resolve_device
+    from graders.grade import discover_learners, grade_class
+    from graders.reports import write_class_reports, write_learner_reports
+    from graders.results import format_points
+
+    console = Console(stderr=False)
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    modules = _modules(args.modules)
+    submissions, reports = Path(args.submissions), Path(args.reports)
+    try:
+        learners = discover_learners(submissions)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    console.print(f"Grading {len(learners)} learner(s) × {len(modules)} module(s) from {submissions} on {device}")
+    started = time.monotonic()
+    done: list = []
+    module_ids = [m.id for m in modules]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("grading", total=len(learners) * len(modules))
+
+        def on_result(result):
+            progress.advance(task)
+            progress.update(task, description=f"{result.learner}/{result.module}")
+
+        def on_learner(learner_result):
+            done.append(learner_result)
+            write_learner_reports(reports, learner_result)
+            write_class_reports(reports, done, module_ids)  # rewritten atomically after every learner
+
+        results = grade_class(submissions, modules, device, on_result=on_result, on_learner=on_learner)
+    table = Table(title=f"Class summary ({time.monotonic() - started:.0f} s)")
+    table.add_column("learner")
+    for module in modules:
+        table.add_column(module.id, justify="right")
+    table.add_column("total", justify="right")
+    for learner in results:
+        cells = []
+        for m in learner.modules:
+            cell = f"{format_points(m.score)}/{format_points(m.max_score)}"
+            if not m.submitted:
+                cell += " (missing)"
+            elif m.problem or m.stopped:
+                cell += " (!)"
+            cells.append(cell)
+        table.add_row(learner.learner, *cells, f"{format_points(learner.score)}/{format_points(learner.max_score)}")
+    console.print(table)
+    console.print("(!) = the notebook crashed, timed out or could not be read: see the learner's feedback.html")
+    console.print(f"Reports: {reports}/gradebook.csv, {reports}/junit.xml, {reports}/<learner>/results.json and feedback.html")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from graders.verify import verify
+    return verify(_modules(args.modules))
+
+
+def cmd_notebooks(args) -> int:
+    from graders.generate import generate
+    changed = generate(check=args.check)
+    if args.check:
+        if changed:
+            print("Generated files differ from their masters (run `make notebooks`):")
+            for path in changed:
+                print(f"  {path.relative_to(REPO)}")
+            return 1
+        print("notebooks/ and examples/submissions/ match their masters")
+        return 0
+    for path in changed:
+        print(f"wrote {path.relative_to(REPO)}")
+    print(f"{len(changed)} file(s) changed")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from graders.doctor import doctor
+    return doctor()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m graders", description="Polyglot Lab's grader")
+    sub = parser.add_subparsers(dest="command", required=True)
+    grade = sub.add_parser("grade", help="grade <submissions>/<learner>/<NN_slug>.ipynb for every learner")
+    grade.add_argument("--submissions", default=str(REPO / "examples" / "submissions"))
+    grade.add_argument("--reports", default="reports")
+    grade.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    grade.add_argument("--modules", default="all", help="comma-separated module ids, or all")
+    grade.set_defaults(fn=cmd_grade)
+    verify = sub.add_parser("verify", help="every master scores full marks, every learner edition zero")
+    verify.add_argument("--modules", default="all")
+    verify.set_defaults(fn=cmd_verify)
+    notebooks = sub.add_parser("notebooks", help="generate notebooks/ and examples/submissions/ from solutions/")
+    notebooks.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
+    notebooks.set_defaults(fn=cmd_notebooks)
+    doctor = sub.add_parser("doctor", help="versions, devices and providers as a table")
+    doctor.set_defaults(fn=cmd_doctor)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (CatalogueError, GenerateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

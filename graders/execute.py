@@ -1,0 +1,163 @@
+"""Execute a submission in a fresh kernel, in its own working directory, with probes placed by tags.
+
+Cells run one by one (nbclient) with a per-cell and a total time limit. After the last cell
+tagged ``check:<id>`` (else ``solution:<id>``) the exercise's probe runs; exercises whose cells
+were deleted are probed at the end. An error costs the exercises that depend on it, not the run;
+a dead kernel stops the run and costs the exercises not yet probed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+
+from graders.catalogue import ModuleSpec
+from graders.checks import ExecutionFacts
+
+logging.getLogger("traitlets").setLevel(logging.CRITICAL)  # nbclient logs every timeout at ERROR
+
+TIMEOUT_ENAME = "CellTimeoutError"
+
+
+@dataclass
+class ExecutionReport:
+    notebook: nbformat.NotebookNode           # the executed notebook, outputs included
+    facts: dict[str, ExecutionFacts]          # per exercise: its cell's error, or why it was not reached
+    cell_errors: dict[int, str] = field(default_factory=dict)
+    stopped: str | None = None                # why the run ended early, if it did
+    duration_s: float = 0.0
+
+
+def exercise_tags(cell) -> list[tuple[str, str]]:
+    """[(kind, exercise_id)] for tags like 'solution:split' or 'check:split'."""
+    pairs = []
+    for tag in cell.get("metadata", {}).get("tags", []):
+        kind, _, exercise_id = str(tag).partition(":")
+        if kind in ("solution", "check") and exercise_id:
+            pairs.append((kind, exercise_id))
+    return pairs
+
+
+def probe_anchors(nb, spec: ModuleSpec) -> dict[str, int | None]:
+    """Index of the cell after which each exercise is probed (None: at the end of the notebook)."""
+    last = {kind: {} for kind in ("solution", "check")}
+    for index, cell in enumerate(nb.cells):
+        for kind, exercise_id in exercise_tags(cell):
+            last[kind][exercise_id] = index
+    return {e.id: last["check"].get(e.id, last["solution"].get(e.id)) for e in spec.exercises}
+
+
+def probe_source(spec: ModuleSpec, exercise_id: str) -> str:
+    return (f"__import__('polyglot_lab.probe', fromlist=['run']).run("
+            f"{spec.probes_module!r}, {exercise_id!r}, globals())")
+
+
+def kernel_env(device: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["POLYGLOT_GRADING"] = "1"           # check() in the notebook only says "graded by the autograder"
+    env["POLYGLOT_DEVICE"] = device
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.setdefault("MPLBACKEND", "Agg")
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""    # DEVICE=cpu hides GPUs from torch and TensorFlow alike
+    return env
+
+
+def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
+                       cell_timeout: float | None = None, total_timeout: float | None = None) -> ExecutionReport:
+    cell_timeout = cell_timeout or spec.cell_timeout
+    total_timeout = total_timeout or spec.total_timeout
+    anchors = probe_anchors(nb, spec)
+    probes_after: dict[int | None, list[str]] = {}
+    for exercise in spec.exercises:  # catalogue order keeps end-of-notebook probes predictable
+        probes_after.setdefault(anchors[exercise.id], []).append(exercise.id)
+
+    facts = {e.id: ExecutionFacts() for e in spec.exercises}
+    report = ExecutionReport(notebook=nb, facts=facts)
+    errors: dict[int, str] = report.cell_errors
+    last_error: list[dict] = []
+
+    def on_cell_error(cell, cell_index, execute_reply):
+        content = execute_reply["content"]
+        last_error.append(content)
+
+    client = NotebookClient(
+        nb, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
+        interrupt_on_timeout=True,
+        error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": f"the cell ran longer than {cell_timeout:.0f} s",
+                          "traceback": []},
+        resources={"metadata": {"path": str(workdir)}}, on_cell_error=on_cell_error,
+        record_timing=False, shell_timeout_interval=1,
+    )
+    started = time.monotonic()
+    pending = {e.id for e in spec.exercises}
+
+    def run(cell, index) -> str | None:
+        """Execute one cell; returns 'ename: evalue' when it failed."""
+        remaining = total_timeout - (time.monotonic() - started)
+        if remaining <= 0:
+            raise _Stop(f"the total time limit of {total_timeout:.0f} s was reached")
+        client.timeout = max(1, int(min(cell_timeout, remaining)))
+        last_error.clear()
+        client.execute_cell(cell, index, store_history=index >= 0)
+        if not last_error:
+            return None
+        content = last_error[-1]
+        if content.get("ename") == TIMEOUT_ENAME:
+            if time.monotonic() - started >= total_timeout:
+                raise _Stop(f"the total time limit of {total_timeout:.0f} s was reached")
+            _ensure_responsive(client, last_error)
+        return f"{content.get('ename')}: {str(content.get('evalue'))[:300]}"
+
+    def run_probes(after: int | None):
+        for exercise_id in probes_after.get(after, []):
+            probe = nbformat.v4.new_code_cell(probe_source(spec, exercise_id))
+            error = run(probe, -1)
+            if error and error.startswith(TIMEOUT_ENAME):
+                facts[exercise_id].not_reached = f"checking it ran longer than {client.timeout} s"
+            pending.discard(exercise_id)
+
+    try:
+        with client.setup_kernel(env=kernel_env(device), cwd=str(workdir)):
+            try:
+                for index, cell in enumerate(nb.cells):
+                    if cell.cell_type == "code":
+                        error = run(cell, index)
+                        if error:
+                            errors[index] = error
+                            for kind, exercise_id in exercise_tags(cell):
+                                if kind == "solution" and exercise_id in facts:
+                                    facts[exercise_id].cell_error = error
+                    run_probes(index)
+                run_probes(None)
+            except _Stop as stop:
+                report.stopped = str(stop)
+            except DeadKernelError:
+                report.stopped = "the kernel died (the notebook crashed or exited)"
+    except DeadKernelError:
+        report.stopped = report.stopped or "the kernel died (the notebook crashed or exited)"
+    except Exception as exc:  # noqa: BLE001 - a kernel that cannot even start costs this notebook, not the class
+        report.stopped = report.stopped or f"the kernel failed: {type(exc).__name__}: {exc}"
+    for exercise_id in pending:
+        facts[exercise_id].not_reached = facts[exercise_id].not_reached or report.stopped or "it was not reached"
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+class _Stop(Exception):
+    """Stop executing this notebook (time limit, unresponsive kernel)."""
+
+
+def _ensure_responsive(client: NotebookClient, last_error: list) -> None:
+    """After a timeout the kernel was interrupted; if it still does not answer, give up on it."""
+    client.timeout = 15
+    last_error.clear()
+    client.execute_cell(nbformat.v4.new_code_cell("pass"), -1, store_history=False)
+    if any(e.get("ename") == TIMEOUT_ENAME for e in last_error):
+        raise _Stop("a cell kept running after it was interrupted, so the kernel was stopped")

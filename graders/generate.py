@@ -1,0 +1,125 @@
+"""Generate learner editions (notebooks/) and example submissions (examples/submissions/) from the masters.
+
+Learner edition: each ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region becomes
+``# YOUR CODE HERE`` + ``raise NotImplementedError()`` at the region's indentation; outputs and
+execution counts are cleared; tags and cell ids are kept, so grading finds the same exercises.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from pathlib import Path
+
+import nbformat
+
+from graders.catalogue import REPO
+
+SOLUTIONS, NOTEBOOKS = REPO / "solutions", REPO / "notebooks"
+EXAMPLES = REPO / "examples"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION[ \t]*\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.S | re.M)
+
+
+class GenerateError(ValueError):
+    pass
+
+
+def strip_solutions(source: str, where: str = "") -> str:
+    if source.count(BEGIN) != source.count(END):
+        raise GenerateError(f"{where}: unbalanced {BEGIN} / {END} markers")
+    return _REGION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()", source)
+
+
+def remove_markers(source: str) -> str:
+    """The solved code without the marker lines (what a learner who solved it would have)."""
+    return "\n".join(line for line in source.split("\n") if line.strip() not in (BEGIN, END))
+
+
+def clear_outputs(nb) -> None:
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell.metadata.pop("execution", None)
+
+
+def learner_edition(master) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(master)
+    clear_outputs(nb)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and BEGIN in cell.source:
+            cell.source = strip_solutions(cell.source, f"cell {index}")
+    return nb
+
+
+def dumps(nb) -> str:
+    return nbformat.writes(nb) + "\n"
+
+
+# -- example submissions -----------------------------------------------------------------------
+def solved_edition(master) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(master)
+    clear_outputs(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = remove_markers(cell.source)
+    return nb
+
+
+def apply_edit(nb, edit: dict, where: str) -> None:
+    """One recipe edit: replace text in the one cell that has it."""
+    matches = [c for c in nb.cells if edit["find"] in c.source]
+    if len(matches) != 1:
+        raise GenerateError(f"{where}: {edit['find']!r} is in {len(matches)} cells, not exactly one")
+    matches[0].source = matches[0].source.replace(edit["find"], edit["replace"])
+
+
+def example_submission(master, edits: list[dict], where: str) -> nbformat.NotebookNode:
+    stubs = {e["stub"] for e in edits if "stub" in e}
+    nb = copy.deepcopy(master)
+    clear_outputs(nb)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.get("tags", [])
+        stubbed = any(f"solution:{s}" in tags for s in stubs)
+        cell.source = strip_solutions(cell.source) if stubbed else remove_markers(cell.source)
+    for edit in edits:
+        if "stub" not in edit:
+            apply_edit(nb, edit, where)
+    return nb
+
+
+def expected_files() -> dict[Path, str]:
+    """Every generated file and its content."""
+    files: dict[Path, str] = {}
+    masters = {p.stem: nbformat.read(p, as_version=4) for p in sorted(SOLUTIONS.glob("*.ipynb"))}
+    for module_id, master in masters.items():
+        files[NOTEBOOKS / f"{module_id}.ipynb"] = dumps(learner_edition(master))
+    recipes = tomllib.loads((EXAMPLES / "recipes.toml").read_text(encoding="utf-8"))
+    for learner in recipes["learner"]:
+        for module_id in learner.get("modules", []):
+            edits = [e for e in learner.get("edit", []) if e["module"] == module_id]
+            where = f"examples/recipes.toml, learner {learner['name']}, module {module_id}"
+            if module_id not in masters:
+                raise GenerateError(f"{where}: no master solutions/{module_id}.ipynb")
+            nb = example_submission(masters[module_id], edits, where)
+            files[EXAMPLES / "submissions" / learner["name"] / f"{module_id}.ipynb"] = dumps(nb)
+    return files
+
+
+def generate(check: bool = False) -> list[Path]:
+    """Write the generated files; with check=True only list those that drifted (or are stale)."""
+    files = expected_files()
+    drifted = [path for path, text in files.items()
+               if not path.exists() or path.read_text(encoding="utf-8") != text]
+    stale = [p for folder in (NOTEBOOKS, EXAMPLES / "submissions")
+             for p in folder.rglob("*.ipynb") if p not in files and ".ipynb_checkpoints" not in p.parts]
+    if check:
+        return drifted + stale
+    for path in drifted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[path], encoding="utf-8")
+    for path in stale:
+        path.unlink()
+    return drifted + stale

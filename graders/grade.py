@@ -1,0 +1,158 @@
+"""Grade one notebook (grade_module) or a class of submissions (grade_class)."""
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import nbformat
+
+from graders.catalogue import ModuleSpec
+from graders.checks import CheckContext, CheckFailed, load_registry
+from graders.execute import execute_submission
+from graders.results import FAILED, NO_DEVICE, PASSED, SKIPPED, CheckResult, LearnerResult, ModuleResult
+from polyglot_lab.probe import probe_io
+
+
+def read_notebook(path: Path):
+    """The notebook at path, or a ValueError that names the file and what is wrong with it."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path.name} could not be read: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise ValueError(f"{path.name} is empty")
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path.name} is not a notebook: it is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
+        raise ValueError(f"{path.name} is not a notebook: it has no cells")
+    try:
+        nb = nbformat.reads(text.decode("utf-8"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as exc:  # noqa: BLE001 - any malformation is reported the same way
+        raise ValueError(f"{path.name} is not a valid notebook: {str(exc).splitlines()[0][:200]}") from None
+    return nb
+
+
+def _not_graded(spec: ModuleSpec, learner: str, reason: str, device: str, submitted: bool) -> ModuleResult:
+    result = ModuleResult(learner=learner, module=spec.id, title=spec.title, submitted=submitted, problem=reason)
+    for exercise in spec.exercises:
+        for check in exercise.checks:
+            skipped = check.device == "gpu" and device != "cuda"
+            result.checks.append(CheckResult(
+                module=spec.id, exercise=exercise.id, check=check.id, title=check.title, score=0.0,
+                max_score=check.points, status=SKIPPED if skipped else FAILED,
+                message=NO_DEVICE if skipped else reason, hidden=check.hidden, device=device))
+    return result
+
+
+def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", device: str = "cpu",
+                 seed: int | None = None, keep_workdir: Path | None = None) -> ModuleResult:
+    """Execute one submitted notebook and run its module's checks in this process."""
+    if path is None or not Path(path).exists():
+        return _not_graded(spec, learner, f"not submitted: {spec.notebook_name} was not found", device, False)
+    path = Path(path)
+    try:
+        nb = read_notebook(path)
+    except ValueError as exc:
+        return _not_graded(spec, learner, str(exc), device, True)
+
+    seed = secrets.randbits(63) if seed is None else seed
+    registry = load_registry(spec.checks_module)
+    workdir = Path(tempfile.mkdtemp(prefix=f"polyglot-{spec.id}-"))
+    try:
+        shutil.copyfile(path, workdir / spec.notebook_name)
+        ctx = CheckContext(workdir, seed, device)
+        for exercise_id, make_inputs in registry.input_makers.items():
+            probe_io(exercise_id, workdir).write_inputs(**make_inputs(ctx))
+        report = execute_submission(nb, spec, workdir, device=device)
+        ctx.facts = report.facts
+        started = time.monotonic()
+        result = ModuleResult(learner=learner, module=spec.id, title=spec.title, submitted=True,
+                              stopped=report.stopped, execution_s=report.duration_s, seed=seed)
+        result.notebook = report.notebook
+        result.cell_errors = report.cell_errors
+        for exercise in spec.exercises:
+            for check in exercise.checks:
+                result.checks.append(_run_check(registry, ctx, spec, exercise, check, device))
+        result.grading_s = time.monotonic() - started
+        return result
+    finally:
+        if keep_workdir is not None:
+            shutil.copytree(workdir, keep_workdir, dirs_exist_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_check(registry, ctx, spec, exercise, check, device) -> CheckResult:
+    result = CheckResult(module=spec.id, exercise=exercise.id, check=check.id, title=check.title, score=0.0,
+                         max_score=check.points, status=FAILED, hidden=check.hidden, device=device)
+    if check.device == "gpu" and device != "cuda":
+        result.status, result.message = SKIPPED, NO_DEVICE
+        return result
+    fn = registry.checks.get((exercise.id, check.id))
+    started = time.monotonic()
+    try:
+        if fn is None:
+            raise CheckFailed(f"the grader has no implementation of {exercise.id}.{check.id}")
+        message = fn(ctx)
+        result.status, result.score, result.message = PASSED, check.points, message or "passed"
+    except CheckFailed as failure:
+        result.message, result.expected, result.found = failure.message, failure.expected, failure.found
+        result.hint = failure.hint or (exercise.hints[0] if exercise.hints else None)
+    except Exception as exc:  # noqa: BLE001 - odd learner data must cost this check only
+        result.message = f"The grader could not check this: {type(exc).__name__}: {exc}"
+        result.hint = exercise.hints[0] if exercise.hints else None
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+def discover_learners(submissions: Path) -> list[str]:
+    if not submissions.is_dir():
+        raise FileNotFoundError(f"{submissions}: no such submissions folder (expected <dir>/<learner>/<NN_slug>.ipynb)")
+    return sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
+                on_result: Callable[[ModuleResult], None] | None = None,
+                on_learner: Callable[[LearnerResult], None] | None = None) -> list[LearnerResult]:
+    modules = list(modules)
+    results = []
+    for learner in discover_learners(submissions):
+        graded = []
+        for spec in modules:
+            result = grade_module(submissions / learner / spec.notebook_name, spec, learner, device)
+            graded.append(result)
+            if on_result:
+                on_result(result)
+        learner_result = LearnerResult(learner, graded)
+        results.append(learner_result)
+        if on_learner:
+            on_learner(learner_result)
+    return results
+
+
+def check_in_place(spec: ModuleSpec, exercise_id: str, namespace: dict, workdir: Path, device: str,
+                   include_hidden: bool = False) -> list[CheckResult]:
+    """The in-notebook check: probe the live namespace, then run the exercise's public checks.
+
+    This is feedback for the learner while they work. Official grades never come from here:
+    `make grade` re-executes the notebook in a fresh kernel and checks in its own process.
+    """
+    from polyglot_lab.probe import run as run_probe
+
+    exercise = spec.exercise(exercise_id)
+    registry = load_registry(spec.checks_module)
+    ctx = CheckContext(Path(workdir), secrets.randbits(63), device)
+    if exercise_id in registry.input_makers:
+        io = probe_io(exercise_id, workdir)
+        shutil.rmtree(io.inputs_dir, ignore_errors=True)
+        io.write_inputs(**registry.input_makers[exercise_id](ctx))
+    run_probe(spec.probes_module, exercise_id, namespace, workdir)
+    return [_run_check(registry, ctx, spec, exercise, check, device)
+            for check in exercise.checks if include_hidden or not check.hidden]

@@ -1,0 +1,154 @@
+"""Render results: gradebook.csv, <learner>/results.json (Gradescope), <learner>/feedback.html, junit.xml.
+
+Every file is written atomically (a temporary file, then os.replace), so a killed run never
+leaves a half-written report behind.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from graders.results import PASSED, SKIPPED, CheckResult, LearnerResult, format_points
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def learner_message(check: CheckResult) -> str:
+    """What a learner may read about a check: hidden checks say only pass/fail and points."""
+    if check.status == SKIPPED:
+        return check.message
+    if check.hidden:
+        return "hidden check: passed" if check.status == PASSED else "hidden check: failed"
+    lines = [check.message]
+    if check.status != PASSED:
+        lines += [f"{label}: {value}" for label, value in
+                  (("expected", check.expected), ("found", check.found), ("hint", check.hint)) if value]
+    return "\n".join(lines)
+
+
+# -- gradebook.csv ---------------------------------------------------------------------------
+def gradebook_csv(results: list[LearnerResult], module_ids: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["learner", *module_ids, "total", "max_total"])
+    for learner in results:
+        by_module = {m.module: m for m in learner.modules}
+        writer.writerow([learner.learner,
+                         *(format_points(by_module[m].score) if m in by_module else "" for m in module_ids),
+                         format_points(learner.score), format_points(learner.max_score)])
+    return out.getvalue()
+
+
+# -- results.json (Gradescope autograder schema) -----------------------------------------------
+def gradescope_results(learner: LearnerResult) -> dict:
+    tests = []
+    for module in learner.modules:
+        for check in module.checks:
+            test = {
+                "name": f"{check.exercise}: {check.title}",
+                "name_format": "text",
+                "number": f"{module.module}.{check.exercise}.{check.check}",
+                "score": check.score,
+                "max_score": check.counted_max,
+                "status": "passed" if check.status == PASSED else "failed",
+                "output": learner_message(check),
+                "visibility": "hidden" if check.hidden else "visible",
+                "tags": [module.module, check.exercise],
+            }
+            if check.status == SKIPPED:
+                test["status"] = "passed"  # Gradescope knows passed/failed only; 0/0 points, says "skipped"
+            tests.append(test)
+    summary = ", ".join(f"{m.module}: {format_points(m.score)}/{format_points(m.max_score)}"
+                        + ("" if m.submitted else " (not submitted)") for m in learner.modules)
+    return {
+        "score": learner.score,
+        "execution_time": round(learner.execution_s, 2),
+        "output": f"{learner.learner}: {format_points(learner.score)}/{format_points(learner.max_score)} ({summary})",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
+
+
+# -- feedback.html ---------------------------------------------------------------------------
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.6rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;width:100%} td,th{padding:.35rem .5rem;border-bottom:1px solid #eee;
+text-align:left;vertical-align:top} .passed{color:#137333} .failed{color:#b3261e} .skipped{color:#666}
+pre{white-space:pre-wrap;margin:0;font-family:ui-monospace,monospace;font-size:.85rem}
+.note{background:#fff4e5;padding:.5rem .75rem;border-left:4px solid #f0a000}
+"""
+
+
+def feedback_html(learner: LearnerResult) -> str:
+    esc = html.escape
+    parts = [f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Feedback for {esc(learner.learner)}</title>",
+             f"<style>{_STYLE}</style><body><h1>Feedback for {esc(learner.learner)}</h1>",
+             f"<p><strong>Total: {format_points(learner.score)} / {format_points(learner.max_score)}</strong></p>"]
+    for module in learner.modules:
+        parts.append(f"<h2>{esc(module.module)}: {esc(module.title)} "
+                     f"({format_points(module.score)} / {format_points(module.max_score)})</h2>")
+        if module.problem:
+            parts.append(f"<p class='note'>{esc(module.problem)}</p>")
+        if module.stopped:
+            parts.append(f"<p class='note'>The notebook stopped early: {esc(module.stopped)}.</p>")
+        parts.append("<table><tr><th>exercise</th><th>check</th><th>points</th><th>feedback</th></tr>")
+        for check in module.checks:
+            points = "—" if check.status == SKIPPED else f"{format_points(check.score)} / {format_points(check.max_score)}"
+            title = "hidden check" if check.hidden else check.title
+            parts.append(f"<tr class='{check.status}'><td>{esc(check.exercise)}</td><td>{esc(title)}</td>"
+                         f"<td class='{check.status}'>{points}</td><td><pre>{esc(learner_message(check))}</pre></td></tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# -- junit.xml -------------------------------------------------------------------------------
+def junit_xml(results: list[LearnerResult]) -> str:
+    suites = ET.Element("testsuites", name="polyglot-lab grading")
+    for learner in results:
+        for module in learner.modules:
+            checks = module.checks
+            suite = ET.SubElement(
+                suites, "testsuite", name=f"{learner.learner}.{module.module}", tests=str(len(checks)),
+                failures=str(sum(c.status not in (PASSED, SKIPPED) for c in checks)),
+                skipped=str(sum(c.status == SKIPPED for c in checks)),
+                time=f"{module.execution_s + module.grading_s:.3f}")
+            for check in checks:
+                case = ET.SubElement(suite, "testcase", classname=f"{learner.learner}.{module.module}.{check.exercise}",
+                                     name=check.check, time=f"{check.duration_s:.3f}")
+                if check.status == SKIPPED:
+                    ET.SubElement(case, "skipped", message=check.message)
+                elif check.status != PASSED:
+                    failure = ET.SubElement(case, "failure", message=check.message.splitlines()[0][:300] if check.message else "failed")
+                    failure.text = learner_message(check) if not check.hidden else "hidden check: failed"
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def write_learner_reports(reports: Path, learner: LearnerResult) -> None:
+    folder = reports / learner.learner
+    atomic_write(folder / "results.json", json.dumps(gradescope_results(learner), indent=2))
+    atomic_write(folder / "feedback.html", feedback_html(learner))
+
+
+def write_class_reports(reports: Path, results: list[LearnerResult], module_ids: list[str]) -> None:
+    atomic_write(reports / "gradebook.csv", gradebook_csv(results, module_ids))
+    atomic_write(reports / "junit.xml", junit_xml(results))

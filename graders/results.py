@@ -1,0 +1,93 @@
+"""One results model: a CheckResult per (learner, module, exercise, check), grouped by module.
+
+Every output (the in-notebook message, feedback.html, results.json, junit.xml, gradebook.csv)
+is rendered from these objects.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+NO_DEVICE = "skipped: no device"
+
+
+@dataclass
+class CheckResult:
+    module: str
+    exercise: str
+    check: str
+    title: str
+    score: float
+    max_score: float
+    status: str                  # passed | failed | skipped
+    message: str = ""
+    expected: str | None = None
+    found: str | None = None
+    hint: str | None = None
+    hidden: bool = False
+    device: str = "cpu"
+    duration_s: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.module} / {self.exercise} / {self.check}"
+
+    @property
+    def counted_max(self) -> float:
+        """Skipped checks (no device) count neither for nor against the learner."""
+        return 0.0 if self.status == SKIPPED else self.max_score
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ModuleResult:
+    learner: str
+    module: str
+    title: str
+    submitted: bool
+    checks: list[CheckResult] = field(default_factory=list)
+    stopped: str | None = None            # why execution ended early, if it did
+    problem: str | None = None            # why the notebook could not be graded at all (unreadable, ...)
+    execution_s: float = 0.0
+    grading_s: float = 0.0
+    seed: int = 0
+    cell_errors: dict = field(default_factory=dict)                 # cell index -> "ename: evalue"
+    notebook: object = field(default=None, repr=False, compare=False)  # the executed notebook
+
+    @property
+    def score(self) -> float:
+        return sum(c.score for c in self.checks)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.counted_max for c in self.checks)
+
+    def exercises(self) -> dict[str, list[CheckResult]]:
+        grouped: dict[str, list[CheckResult]] = {}
+        for check in self.checks:
+            grouped.setdefault(check.exercise, []).append(check)
+        return grouped
+
+
+@dataclass
+class LearnerResult:
+    learner: str
+    modules: list[ModuleResult]
+
+    @property
+    def score(self) -> float:
+        return sum(m.score for m in self.modules)
+
+    @property
+    def max_score(self) -> float:
+        return sum(m.max_score for m in self.modules)
+
+    @property
+    def execution_s(self) -> float:
+        return sum(m.execution_s + m.grading_s for m in self.modules)
+
+
+def format_points(value: float) -> str:
+    return f"{value:g}"
