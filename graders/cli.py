@@ -109,6 +109,13 @@ def cmd_notebooks(args) -> int:
     return 0
 
 
+def cmd_masters(args) -> int:
+    from graders.generate import refresh_masters
+    for path in refresh_masters([m.id for m in _modules(args.modules)]):
+        print(f"executed {path.relative_to(REPO)}")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from graders.doctor import doctor
     return doctor()
@@ -129,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = sub.add_parser("notebooks", help="generate notebooks/ and examples/submissions/ from solutions/")
     notebooks.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
     notebooks.set_defaults(fn=cmd_notebooks)
+    masters = sub.add_parser("masters", help="re-execute the masters in solutions/ in place")
+    masters.add_argument("--modules", default="all")
+    masters.set_defaults(fn=cmd_masters)
     doctor = sub.add_parser("doctor", help="versions, devices and providers as a table")
     doctor.set_defaults(fn=cmd_doctor)
     args = parser.parse_args(argv)

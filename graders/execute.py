@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,8 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
     started = time.monotonic()
     pending = {e.id for e in spec.exercises}
 
+    current: list[str] = [""]
+
     def run(cell, index) -> str | None:
         """Execute one cell; returns 'ename: evalue' when it failed."""
         remaining = total_timeout - (time.monotonic() - started)
@@ -105,7 +108,9 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
             raise _Stop(f"the total time limit of {total_timeout:.0f} s was reached")
         client.timeout = max(1, int(min(cell_timeout, remaining)))
         last_error.clear()
-        client.execute_cell(cell, index, store_history=index >= 0)
+        first_line = next((line for line in cell.source.splitlines() if line.strip()), "")[:80]
+        current[0] = f"cell {index + 1} (`{first_line}`)" if index != scratch else "the check of an exercise"
+        client.execute_cell(cell, index, store_history=index != scratch)
         if not last_error:
             return None
         content = last_error[-1]
@@ -115,18 +120,24 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
             _ensure_responsive(client, last_error)
         return f"{content.get('ename')}: {str(content.get('evalue'))[:300]}"
 
+    # Probes run in a scratch cell appended for the run (nbclient routes outputs by cell index),
+    # so nothing they print lands in the learner's cells; it is removed afterwards.
+    nb.cells.append(nbformat.v4.new_code_cell(""))
+    scratch = len(nb.cells) - 1
+
     def run_probes(after: int | None):
         for exercise_id in probes_after.get(after, []):
-            probe = nbformat.v4.new_code_cell(probe_source(spec, exercise_id))
-            error = run(probe, -1)
+            nb.cells[scratch].source = probe_source(spec, exercise_id)
+            error = run(nb.cells[scratch], scratch)
             if error and error.startswith(TIMEOUT_ENAME):
-                facts[exercise_id].not_reached = f"checking it ran longer than {client.timeout} s"
+                facts[exercise_id].not_reached = f"checking it ran past the {cell_timeout:.0f} s limit"
             pending.discard(exercise_id)
 
     try:
-        with client.setup_kernel(env=kernel_env(device), cwd=str(workdir)):
+        # The kernel's own stderr (ZMQ/TF start-up chatter) is not the learner's output: that comes over iopub.
+        with client.setup_kernel(env=kernel_env(device), cwd=str(workdir), stderr=subprocess.DEVNULL):
             try:
-                for index, cell in enumerate(nb.cells):
+                for index, cell in enumerate(nb.cells[:scratch]):
                     if cell.cell_type == "code":
                         error = run(cell, index)
                         if error:
@@ -139,11 +150,12 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
             except _Stop as stop:
                 report.stopped = str(stop)
             except DeadKernelError:
-                report.stopped = "the kernel died (the notebook crashed or exited)"
+                report.stopped = f"the kernel died while running {current[0]} (the notebook crashed or exited)"
     except DeadKernelError:
-        report.stopped = report.stopped or "the kernel died (the notebook crashed or exited)"
+        report.stopped = report.stopped or f"the kernel died while running {current[0]} (the notebook crashed or exited)"
     except Exception as exc:  # noqa: BLE001 - a kernel that cannot even start costs this notebook, not the class
         report.stopped = report.stopped or f"the kernel failed: {type(exc).__name__}: {exc}"
+    del nb.cells[scratch]
     for exercise_id in pending:
         facts[exercise_id].not_reached = facts[exercise_id].not_reached or report.stopped or "it was not reached"
     report.duration_s = time.monotonic() - started

@@ -123,3 +123,25 @@ def generate(check: bool = False) -> list[Path]:
     for path in stale:
         path.unlink()
     return drifted + stale
+
+
+def refresh_masters(module_ids: list[str] | None = None) -> list[Path]:
+    """Re-execute masters in place (in solutions/), keeping the outputs nbval compares.
+
+    stderr is dropped: it holds framework start-up logs with timestamps, never course content.
+    """
+    from nbclient import NotebookClient
+
+    written = []
+    for path in sorted(SOLUTIONS.glob("*.ipynb")):
+        if module_ids and path.stem not in module_ids:
+            continue
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+            cell.metadata.pop("execution", None)
+        path.write_text(dumps(nb), encoding="utf-8")
+        written.append(path)
+    return written

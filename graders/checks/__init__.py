@@ -88,7 +88,9 @@ class CheckContext:
                               hint=_hint_for(error))
         if not io.done:
             reason = facts.not_reached or "the notebook stopped before this exercise was checked"
-            raise CheckFailed(f"This exercise was not graded: {reason}.")
+            raise CheckFailed(f"This exercise was not graded: {reason}.",
+                              hint="Run the whole notebook top to bottom (Kernel → Restart Kernel and Run All Cells) "
+                                   "to find the cell that stops it.")
         return io.outputs()
 
     def artifact(self, name: str, exercise_id: str | None = None) -> Path:
@@ -109,6 +111,9 @@ def _explain_probe_error(error: dict, facts: ExecutionFacts) -> str:
     kind, message = error["type"], error["message"]
     if kind == "NotImplementedError":
         text = "Not done yet: your code still raises NotImplementedError."
+    elif kind == "KeyboardInterrupt":
+        text = (f"Your code was stopped: {facts.not_reached or 'it ran past the time limit'} "
+                "(an endless loop, or far too much work?)")
     elif kind == "NameError":
         text = f"{message}. Run the cell that defines it, and make sure that cell finishes without an error."
     else:
@@ -123,6 +128,8 @@ def _explain_probe_error(error: dict, facts: ExecutionFacts) -> str:
 def _hint_for(error: dict) -> str | None:
     if error["type"] == "NotImplementedError":
         return "Replace `raise NotImplementedError()` with your solution."
+    if error["type"] == "KeyboardInterrupt":
+        return "Look for a loop that never ends; each cell has a time limit when graded."
     return None
 
 

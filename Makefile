@@ -1,0 +1,58 @@
+# Polyglot Lab. Quick start on a fresh machine: `make grade`, then `make test`.
+# Every target sets up its own environment: .venv, made from pyproject.toml, re-made when that changes.
+
+PYTHON     ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+SUBMISSIONS ?= examples/submissions
+REPORTS    ?= reports
+DEVICE     ?= auto
+MODULES    ?= all
+PORT       ?= 8888
+
+export TF_CPP_MIN_LOG_LEVEL := 3
+export KERAS_BACKEND := tensorflow
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup grade test verify notebooks check-notebooks lab doctor masters clean
+
+setup: $(STAMP)
+
+# pip finds torch==2.13.0 (CPU build) among this machine's local wheels; see README.
+$(STAMP): pyproject.toml
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (Polyglot Lab)" >/dev/null
+	touch $@
+
+grade: $(STAMP)
+	$(PY) -m graders grade --submissions "$(SUBMISSIONS)" --reports "$(REPORTS)" --device "$(DEVICE)" --modules "$(MODULES)"
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+verify: $(STAMP)
+	$(PY) -m graders verify --modules "$(MODULES)"
+
+notebooks: $(STAMP)
+	$(PY) -m graders notebooks
+
+check-notebooks: $(STAMP)
+	$(PY) -m graders notebooks --check
+
+lab: $(STAMP)
+	cd notebooks && ../$(VENV)/bin/jupyter lab --port $(PORT) --ip 127.0.0.1
+
+doctor: $(STAMP)
+	$(PY) -m graders doctor
+
+# Re-execute the masters in place (after editing one), then regenerate the learner editions.
+masters: $(STAMP)
+	$(PY) -m graders masters
+	$(PY) -m graders notebooks
+
+clean:
+	rm -rf $(REPORTS) .pytest_cache solutions/.polyglot solutions/*.keras notebooks/.polyglot notebooks/*.keras

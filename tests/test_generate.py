@@ -1,0 +1,35 @@
+"""Learner editions and example submissions are generated from the masters, and never drift."""
+import pytest
+
+from graders.generate import GenerateError, generate, strip_solutions
+
+
+def test_generated_files_match_their_masters():
+    assert generate(check=True) == [], "run `make notebooks`"
+
+
+def test_strip_solutions_keeps_indentation_and_code_around():
+    source = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n\nprint(f)"
+    assert strip_solutions(source) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\nprint(f)"
+
+
+def test_two_regions_in_one_cell():
+    source = "### BEGIN SOLUTION\na = 1\n### END SOLUTION\nb = 2\n### BEGIN SOLUTION\nc = 3\n### END SOLUTION"
+    out = strip_solutions(source)
+    assert out.count("raise NotImplementedError()") == 2 and "b = 2" in out and "a = 1" not in out
+
+
+def test_unbalanced_markers_are_an_error():
+    with pytest.raises(GenerateError, match="unbalanced"):
+        strip_solutions("### BEGIN SOLUTION\nx = 1\n", "cell 3")
+
+
+def test_learner_editions_hold_no_solution_and_no_outputs():
+    import nbformat
+    from graders.catalogue import REPO
+    for path in (REPO / "notebooks").glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            assert "BEGIN SOLUTION" not in cell.source, path
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, path
