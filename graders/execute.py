@@ -116,7 +116,7 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
         if content.get("ename") == TIMEOUT_ENAME:
             if time.monotonic() - started >= total_timeout:
                 raise _Stop(f"the total time limit of {total_timeout:.0f} s was reached")
-            _ensure_responsive(client, last_error)
+            _ensure_responsive(client, nb.cells[scratch], scratch, last_error)
         return f"{content.get('ename')}: {str(content.get('evalue'))[:300]}"
 
     # Probes run in a scratch cell appended for the run (nbclient routes outputs by cell index),
@@ -148,10 +148,8 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
                 run_probes(None)
             except _Stop as stop:
                 report.stopped = str(stop)
-            except DeadKernelError:
-                report.stopped = f"the kernel died while running {current[0]} (the notebook crashed or exited)"
     except DeadKernelError:
-        report.stopped = report.stopped or f"the kernel died while running {current[0]} (the notebook crashed or exited)"
+        report.stopped = f"the kernel died while running {current[0]} (the notebook crashed or exited)"
     except Exception as exc:  # noqa: BLE001 - a kernel that cannot even start costs this notebook, not the class
         report.stopped = report.stopped or f"the kernel failed: {type(exc).__name__}: {exc}"
     del nb.cells[scratch]
@@ -165,10 +163,11 @@ class _Stop(Exception):
     """Stop executing this notebook (time limit, unresponsive kernel)."""
 
 
-def _ensure_responsive(client: NotebookClient, last_error: list) -> None:
+def _ensure_responsive(client: NotebookClient, scratch_cell, scratch: int, last_error: list) -> None:
     """After a timeout the kernel was interrupted; if it still does not answer, give up on it."""
     client.timeout = 15
     last_error.clear()
-    client.execute_cell(nbformat.v4.new_code_cell("pass"), -1, store_history=False)
+    scratch_cell.source = "pass"
+    client.execute_cell(scratch_cell, scratch, store_history=False)
     if any(e.get("ename") == TIMEOUT_ENAME for e in last_error):
         raise _Stop("a cell kept running after it was interrupted, so the kernel was stopped")

@@ -36,6 +36,11 @@ def remove_markers(source: str) -> str:
     return "\n".join(line for line in source.split("\n") if line.strip() not in (BEGIN, END))
 
 
+def drop_stderr(outputs: list) -> list:
+    """Outputs without stderr streams: framework start-up logs with timestamps, never course content."""
+    return [o for o in outputs if not (o.output_type == "stream" and o.name == "stderr")]
+
+
 def clear_outputs(nb) -> None:
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -126,10 +131,7 @@ def generate(check: bool = False) -> list[Path]:
 
 
 def refresh_masters(module_ids: list[str] | None = None) -> list[Path]:
-    """Re-execute masters in place (in solutions/), keeping the outputs nbval compares.
-
-    stderr is dropped: it holds framework start-up logs with timestamps, never course content.
-    """
+    """Re-execute masters in place (in solutions/), keeping the outputs nbval compares (stderr dropped)."""
     from nbclient import NotebookClient
 
     written = []
@@ -140,7 +142,7 @@ def refresh_masters(module_ids: list[str] | None = None) -> list[Path]:
         NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
         for cell in nb.cells:
             if cell.cell_type == "code":
-                cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+                cell.outputs = drop_stderr(cell.outputs)
             cell.metadata.pop("execution", None)
         path.write_text(dumps(nb), encoding="utf-8")
         written.append(path)

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 from nbval.plugin import IPyNbCell, coalesce_streams, nocolors
 
+from graders.generate import drop_stderr
+
 SKIP_COMPARE = ("metadata", "traceback", "prompt_number", "output_type", "name", "execution_count",
                 "application/vnd.jupyter.widget-view+json", "image/png", "image/jpeg")
 
@@ -27,7 +29,7 @@ class _Comparer:
 
 
 def _outputs(cell):
-    return coalesce_streams([o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")])
+    return coalesce_streams(drop_stderr(cell.outputs))
 
 
 def mismatched_cells(stored_nb, executed_nb) -> list[str]:
