@@ -49,7 +49,7 @@ lab: $(STAMP)
 doctor: $(STAMP)
 	$(PY) -m graders doctor
 
-# Re-execute the masters in place (after editing one), then regenerate the learner editions.
+# Re-execute the masters (after editing one) and store their outputs, then regenerate the learner editions.
 masters: $(STAMP)
 	$(PY) -m graders masters
 	$(PY) -m graders notebooks

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def generate(check: bool = False) -> list[Path]:
 
 
 def refresh_masters(module_ids: list[str] | None = None) -> list[Path]:
-    """Re-execute masters in place (in solutions/), keeping the outputs nbval compares (stderr dropped)."""
+    """Re-execute masters (in a scratch folder) and rewrite them in solutions/, keeping the outputs nbval compares (stderr dropped)."""
     from nbclient import NotebookClient
 
     written = []
@@ -139,7 +140,8 @@ def refresh_masters(module_ids: list[str] | None = None) -> list[Path]:
         if module_ids and path.stem not in module_ids:
             continue
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
+        with tempfile.TemporaryDirectory(prefix="polyglot-master-") as workdir:  # artifacts stay out of solutions/
+            NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs = drop_stderr(cell.outputs)

@@ -1,0 +1,75 @@
+"""Models the course hands you: module 01's baseline (so later modules stand on their own) and
+small networks the grader and your notebook build alike.
+
+Each builder is deterministic given its arguments; the grader rebuilds the same architectures in
+its own process and fills them with weights it chooses.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+
+# -- module 01's convnet ---------------------------------------------------------------------
+def build_keras_baseline():
+    """Module 01's digits convnet (8,714 parameters): 64 standardised features in, 10 probabilities out."""
+    import keras
+
+    return keras.Sequential([
+        keras.Input(shape=(64,)),
+        keras.layers.Reshape((8, 8, 1)),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(10, activation="softmax"),
+    ], name="digits_baseline")
+
+
+def train_keras_baseline(X_train: np.ndarray, y_train: np.ndarray, epochs: int = 15, seed: int = 42):
+    """Module 01's baseline, trained on standardised features (a few seconds on a CPU)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_keras_baseline()
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(X_train, y_train, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+# -- small torch networks --------------------------------------------------------------------
+def relu_mlp(widths: list[int]):
+    """Linear/ReLU layers named fc1, act1, fc2, act2, ..., out: a network to inspect with hooks."""
+    from torch import nn
+
+    layers: OrderedDict = OrderedDict()
+    for i, (n_in, n_out) in enumerate(zip(widths[:-2], widths[1:-1]), start=1):
+        layers[f"fc{i}"] = nn.Linear(n_in, n_out)
+        layers[f"act{i}"] = nn.ReLU()
+    layers["out"] = nn.Linear(widths[-2], widths[-1])
+    return nn.Sequential(layers)
+
+
+def suspect_mlp(seed: int = 0):
+    """A ReLU network with a planted bug: one of its layers is dead (its ReLU outputs only zeros)."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    model = relu_mlp([64, 48, 48, 32, 10])
+    dead = int(rng.integers(1, 4))
+    with torch.no_grad():
+        getattr(model, f"fc{dead}").bias.fill_(-100.0)  # every pre-activation far below zero
+    return model
+
+
+def bn_net(n_in: int = 64, hidden: int = 32, n_out: int = 10, dropout: float = 0.0):
+    """Linear -> BatchNorm -> ReLU -> Dropout -> Linear: a net whose output depends on train/eval mode."""
+    from torch import nn
+
+    return nn.Sequential(OrderedDict([
+        ("fc", nn.Linear(n_in, hidden)), ("bn", nn.BatchNorm1d(hidden)), ("act", nn.ReLU()),
+        ("dropout", nn.Dropout(dropout)), ("out", nn.Linear(hidden, n_out)),
+    ]))

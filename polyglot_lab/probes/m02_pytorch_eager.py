@@ -1,0 +1,177 @@
+"""Probes for module 02 (PyTorch eager): call the learner's code on the grader's inputs, save what comes out."""
+import numpy as np
+import torch
+
+from polyglot_lab import models
+from polyglot_lab.probe import need
+
+
+def _tensor(array) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _module(obj, made_by: str) -> torch.nn.Module:
+    if not isinstance(obj, torch.nn.Module):
+        raise TypeError(f"{made_by} must give a torch.nn.Module, it gave {type(obj).__name__}")
+    return obj
+
+
+def _state(module: torch.nn.Module) -> dict:
+    """The module's state dict as probe outputs named state.<key>."""
+    return {f"state.{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def _weights(inputs: dict, prefix: str) -> dict:
+    """The grader's weights for a model, passed as inputs named <prefix>.<state-dict key>."""
+    return {k[len(prefix) + 1:]: _tensor(v) for k, v in inputs.items() if k.startswith(prefix + ".")}
+
+
+def _load(module: torch.nn.Module, weights: dict, what: str) -> None:
+    expected, found = sorted(weights), sorted(module.state_dict())
+    if expected != found:
+        raise KeyError(f"{what}'s state_dict keys must be {expected}, they are {found}")
+    module.load_state_dict(weights)
+
+
+def port(ns, io):
+    inputs = io.inputs
+    keras_model = models.build_keras_baseline()
+    keras_model.set_weights([inputs[f"keras_{i}"] for i in range(len(keras_model.weights))])
+    net = _module(need(ns, "port_keras_weights")(keras_model), "port_keras_weights").eval()
+    with torch.no_grad():
+        logits = net(_tensor(inputs["X"]))
+    io.save(logits=logits, **_state(net))
+
+
+def layer_norm(ns, io):
+    from torch.overrides import TorchFunctionMode
+
+    class CallRecorder(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = set()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls.add(f"{getattr(func, '__module__', None) or ''}.{getattr(func, '__name__', repr(func))}")
+            return func(*args, **(kwargs or {}))
+
+    fn, inputs = need(ns, "layer_norm"), io.inputs
+    recorder = CallRecorder()
+    outputs = {}
+    with recorder:
+        for case in ("a", "b"):
+            outputs[f"out_{case}"] = fn(_tensor(inputs[f"x_{case}"]), _tensor(inputs[f"weight_{case}"]),
+                                        _tensor(inputs[f"bias_{case}"]), float(inputs[f"eps_{case}"]))
+    io.save(calls=sorted(recorder.calls), **outputs)
+
+
+def silu(ns, io):
+    function, inputs = need(ns, "SiLUFunction"), io.inputs
+    is_function = isinstance(function, type) and issubclass(function, torch.autograd.Function)
+    io.save(is_function=is_function)
+    if not is_function:
+        return
+    x = _tensor(inputs["x"]).requires_grad_()
+    y = function.apply(x)
+    y.backward(_tensor(inputs["grad_output"]))
+    io.save(y=y, **({"grad": x.grad} if x.grad is not None else {}))
+
+
+def block(ns, io):
+    inputs = io.inputs
+    residual = _module(need(ns, "ResidualBlock")(int(inputs["dim"]), int(inputs["hidden"])),
+                       "ResidualBlock(dim, hidden)")
+    _load(residual, _weights(inputs, "block"), "ResidualBlock")
+    with torch.no_grad():
+        io.save(out=residual(_tensor(inputs["x"])))
+
+
+def model(ns, io):
+    inputs = io.inputs
+    torch.manual_seed(int(inputs["seed"]))
+    net = _module(need(ns, "DigitsNet")(_tensor(inputs["mean"]), _tensor(inputs["std"])), "DigitsNet(mean, std)")
+    net.train()
+    logits = net(_tensor(inputs["X"]))
+    torch.nn.functional.cross_entropy(logits, _tensor(inputs["y"])).backward()
+    gradients = {name: (None if p.grad is None else float(p.grad.norm())) for name, p in net.named_parameters()}
+    io.save(logits=logits.detach(), gradients=gradients)
+
+
+def loader(ns, io):
+    make_loader, inputs = need(ns, "make_loader"), io.inputs
+    n, batch_size, seed = int(inputs["n"]), int(inputs["batch_size"]), int(inputs["seed"])
+    X = np.repeat(np.arange(n, dtype=np.float32)[:, None], 64, axis=1)
+    y = np.arange(n, dtype=np.int64)  # labels are row ids, so the order of rows shows
+
+    def epoch(loader):
+        return [np.asarray(batch[1]).ravel() for batch in loader]
+
+    first_loader = make_loader(X, y, batch_size, seed)
+    first = epoch(first_loader)
+    io.save(first=np.concatenate(first), batch_sizes=[len(b) for b in first],
+            second_epoch=np.concatenate(epoch(first_loader)),
+            same_seed=np.concatenate(epoch(make_loader(X, y, batch_size, seed))),
+            other_seed=np.concatenate(epoch(make_loader(X, y, batch_size, seed + 1))))
+
+
+def training_setup(inputs: dict):
+    """The model, batches, optimizer and scheduler of the train_epoch probe (the grader replays the same)."""
+    net = models.bn_net()
+    net.load_state_dict(_weights(inputs, "net"))
+    net.eval()  # train_epoch must switch to train mode itself
+    X, y, size = _tensor(inputs["X"]), _tensor(inputs["y"]), int(inputs["batch_size"])
+    batches = [(X[i:i + size], y[i:i + size]) for i in range(0, len(X), size)]
+    optimizer = torch.optim.SGD(net.parameters(), lr=float(inputs["lr"]), momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(inputs["step_size"]), gamma=0.5)
+    return net, batches, optimizer, scheduler
+
+
+def train_epoch(ns, io):
+    inputs = io.inputs
+    net, batches, optimizer, scheduler = training_setup(inputs)
+    returned = need(ns, "train_epoch")(net, batches, optimizer, scheduler, float(inputs["max_grad_norm"]))
+    io.save(returned=float(returned), lr=float(optimizer.param_groups[0]["lr"]), **_state(net))
+
+
+def predict(ns, io):
+    inputs = io.inputs
+    net = models.bn_net(dropout=0.5)
+    net.load_state_dict(_weights(inputs, "net"))
+    net.train()  # as a training loop leaves it
+    logits = need(ns, "predict")(net, inputs["X"])
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"predict must return a torch.Tensor, it returned {type(logits).__name__}")
+    io.save(logits=logits.detach(), requires_grad=bool(logits.requires_grad))
+
+
+def fit(ns, io):
+    history = need(ns, "history")
+    io.save(history={str(k): [float(v) for v in values] for k, values in dict(history).items()})
+
+
+def hooks(ns, io):
+    inputs = io.inputs
+    widths = [int(w) for w in inputs["widths"]]
+    x = _tensor(inputs["x"])
+    for tag in ("public", "hidden"):
+        net = models.relu_mlp(widths)
+        net.load_state_dict(_weights(inputs, tag))
+        if tag == "public":
+            stats = need(ns, "activation_stats")(net, x)
+            io.save(stats={str(name): {k: float(v) for k, v in dict(s).items()} for name, s in dict(stats).items()},
+                    hooks_left=sum(len(m._forward_hooks) for m in net.modules()))
+        io.save(**{f"dead_{tag}": need(ns, "find_dead_layer")(net, x)})
+
+
+def branch(ns, io):
+    inputs = io.inputs
+    module = _module(need(ns, "Abstain")(float(inputs["threshold"])), "Abstain(threshold)")
+    with torch.no_grad():
+        io.save(eager=module(_tensor(inputs["logits"])))
+    try:
+        batch = torch.export.Dim("batch")
+        program = torch.export.export(module, (_tensor(inputs["logits"][:3]),), dynamic_shapes=({0: batch},))
+        with torch.no_grad():
+            io.save(exported=program.module()(_tensor(inputs["other_logits"])))
+    except Exception as exc:  # noqa: BLE001 - a failed export is the finding, not a probe error
+        io.save(export_error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}")
