@@ -1,0 +1,565 @@
+"""Module 02's typical mistakes, each caught with a message that names it.
+
+Small learner functions (a right one and the usual wrong ones) go through the module's real probe,
+in this process, on the grader's inputs; the checks then decide as they do at grade time.
+Artifacts are crafted as tiny exported programs and state dicts.
+"""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from graders.checks import CheckContext, CheckFailed
+from graders.checks import m02_pytorch_eager as m02
+from polyglot_lab import probe
+
+PROBES = "polyglot_lab.probes.m02_pytorch_eager"
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return CheckContext(tmp_path, seed=11, device="cpu")
+
+
+def probe_with(ctx, exercise, **namespace):
+    """Run the exercise's probe on `namespace` as if it were the learner's notebook."""
+    ctx.cache.clear()
+    maker = m02.registry.input_makers.get(exercise)
+    if maker:
+        probe.probe_io(exercise, ctx.workdir).write_inputs(**maker(ctx))
+    probe.run(PROBES, exercise, namespace, ctx.workdir)
+    return ctx
+
+
+def fails_with(check, ctx, *words):
+    with pytest.raises(CheckFailed) as failure:
+        check(ctx)
+    for word in words:
+        assert word in failure.value.message, failure.value.message
+    return failure.value
+
+
+# -- port --------------------------------------------------------------------------------------
+class BaselineNet(nn.Module):
+    def __init__(self, nhwc_flatten=False, softmax=False):
+        super().__init__()
+        self.conv, self.fc, self.out = nn.Conv2d(1, 16, 3, padding=1), nn.Linear(256, 32), nn.Linear(32, 10)
+        self.nhwc_flatten, self.softmax = nhwc_flatten, softmax
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv(x.view(-1, 1, 8, 8))), 2)
+        x = x.permute(0, 2, 3, 1) if self.nhwc_flatten else x
+        x = self.out(F.relu(self.fc(x.flatten(1))))
+        return x.softmax(1) if self.softmax else x
+
+
+def porter(conv="permute", dense="reorder", out="transpose", nhwc_flatten=False, softmax=False):
+    def port_keras_weights(keras_model):
+        (kernel, conv_bias), (dense_kernel, dense_bias), (out_kernel, out_bias) = (
+            layer.get_weights() for layer in keras_model.layers if layer.weights)
+        conv_weight = {"permute": kernel.transpose(3, 2, 0, 1), "swap_hw": kernel.transpose(3, 2, 1, 0),
+                       "reshape": kernel.reshape(16, 1, 3, 3)}[conv]
+        reordered = dense_kernel.reshape(4, 4, 16, 32).transpose(2, 0, 1, 3).reshape(256, 32)
+        fc_weight = {"reorder": reordered.T, "transpose_only": dense_kernel.T,
+                     "reshape": reordered.reshape(32, 256)}[dense]
+        out_weight = {"transpose": out_kernel.T, "reshape": out_kernel.reshape(10, 32)}[out]
+        net = BaselineNet(nhwc_flatten, softmax)
+        state = {"conv.weight": conv_weight, "conv.bias": conv_bias, "fc.weight": fc_weight, "fc.bias": dense_bias,
+                 "out.weight": out_weight, "out.bias": out_bias}
+        net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()})
+        return net
+    return port_keras_weights
+
+
+def test_port_right_both_ways(ctx):
+    probe_with(ctx, "port", port_keras_weights=porter())
+    assert m02.port_parity(ctx) and m02.port_returns_logits(ctx)
+    # Permuting the activations to NHWC before flatten is just as right as reordering the kernel.
+    probe_with(ctx, "port", port_keras_weights=porter(dense="transpose_only", nhwc_flatten=True))
+    assert m02.port_parity(ctx)
+
+
+@pytest.mark.parametrize("mistake, words", [
+    (dict(dense="transpose_only"), ("flatten order is wrong", "NHWC")),
+    (dict(dense="reshape"), ("reshaped instead of transposed",)),
+    (dict(out="reshape"), ("reshaped instead of transposed",)),
+    (dict(conv="reshape"), ("convolution kernel", "reshaped")),
+    (dict(conv="swap_hw"), ("convolution kernel", "height and width are swapped")),
+])
+def test_port_layout_mistakes_are_named(ctx, mistake, words):
+    probe_with(ctx, "port", port_keras_weights=porter(**mistake))
+    failure = fails_with(m02.port_parity, ctx, *words)
+    assert "max abs diff" in failure.found
+
+
+def test_port_with_softmax_inside_costs_only_the_logits_check(ctx):
+    probe_with(ctx, "port", port_keras_weights=porter(softmax=True))
+    assert m02.port_parity(ctx)  # the weights are right
+    fails_with(m02.port_returns_logits, ctx, "returns probabilities", "cross_entropy")
+
+
+# -- layer_norm --------------------------------------------------------------------------------
+def layer_norm_right(x, weight, bias, eps=1e-5):
+    mean = x.mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(((x - mean) ** 2).mean(-1, keepdim=True) + eps) * weight + bias
+
+
+def layer_norm_unbiased(x, weight, bias, eps=1e-5):
+    return (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + eps) * weight + bias
+
+
+def layer_norm_eps_outside(x, weight, bias, eps=1e-5):
+    mean = x.mean(-1, keepdim=True)
+    return (x - mean) / (((x - mean) ** 2).mean(-1, keepdim=True).sqrt() + eps) * weight + bias
+
+
+def layer_norm_no_affine(x, weight, bias, eps=1e-5):
+    mean = x.mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(((x - mean) ** 2).mean(-1, keepdim=True) + eps)
+
+
+def layer_norm_library(x, weight, bias, eps=1e-5):
+    return nn.functional.layer_norm(x, x.shape[-1:], weight, bias, eps)
+
+
+def test_layer_norm_right(ctx):
+    probe_with(ctx, "layer_norm", layer_norm=layer_norm_right)
+    assert m02.layer_norm_matches_library(ctx) and m02.layer_norm_from_tensor_ops(ctx)
+
+
+@pytest.mark.parametrize("fn, words", [
+    (layer_norm_unbiased, ("unbiased",)),
+    (layer_norm_eps_outside, ("eps is added to the standard deviation",)),
+    (layer_norm_no_affine, ("scale and shift are missing",)),
+])
+def test_layer_norm_mistakes_are_named(ctx, fn, words):
+    probe_with(ctx, "layer_norm", layer_norm=fn)
+    fails_with(m02.layer_norm_matches_library, ctx, *words)
+
+
+def test_layer_norm_from_the_library_is_caught(ctx):
+    probe_with(ctx, "layer_norm", layer_norm=layer_norm_library)
+    assert m02.layer_norm_matches_library(ctx)
+    failure = fails_with(m02.layer_norm_from_tensor_ops, ctx, "torch's own normalisation")
+    assert "layer_norm" in failure.found
+
+
+# -- silu --------------------------------------------------------------------------------------
+def silu_function(backward):
+    class SiLUFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * torch.sigmoid(x)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            (x,) = ctx.saved_tensors
+            return backward(x, torch.sigmoid(x), grad_output)
+    return SiLUFunction
+
+
+def test_silu_right(ctx):
+    probe_with(ctx, "silu", SiLUFunction=silu_function(lambda x, s, g: g * s * (1 + x * (1 - s))))
+    assert m02.silu_forward(ctx) and m02.silu_backward(ctx)
+
+
+@pytest.mark.parametrize("backward, words", [
+    (lambda x, s, g: s * (1 + x * (1 - s)), ("ignores grad_output",)),
+    (lambda x, s, g: g * s, ("product rule",)),
+    (lambda x, s, g: g * s * (1 - x * (1 - s)), ("backward is off",)),
+    (lambda x, s, g: None, ("No gradient reached x",)),
+])
+def test_silu_backward_mistakes_are_named(ctx, backward, words):
+    probe_with(ctx, "silu", SiLUFunction=silu_function(backward))
+    assert m02.silu_forward(ctx)
+    fails_with(m02.silu_backward, ctx, *words)
+
+
+def test_silu_must_be_an_autograd_function(ctx):
+    class SiLUFunction(nn.Module):
+        def forward(self, x):
+            return F.silu(x)
+    probe_with(ctx, "silu", SiLUFunction=SiLUFunction)
+    fails_with(m02.silu_forward, ctx, "not a torch.autograd.Function")
+    fails_with(m02.silu_backward, ctx, "not a torch.autograd.Function")
+
+
+# -- block and model ---------------------------------------------------------------------------
+def residual_block(residual=True, post_norm=False):
+    class ResidualBlock(nn.Module):
+        def __init__(self, dim, hidden):
+            super().__init__()
+            self.norm, self.fc1, self.fc2 = nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+        def forward(self, x):
+            if post_norm:
+                return self.norm(x + self.fc2(F.silu(self.fc1(x))))
+            h = self.fc2(F.silu(self.fc1(self.norm(x))))
+            return x + h if residual else h
+    return ResidualBlock
+
+
+def test_block_right_and_wrong(ctx):
+    assert m02.block_matches_library(probe_with(ctx, "block", ResidualBlock=residual_block()))
+    fails_with(m02.block_matches_library, probe_with(ctx, "block", ResidualBlock=residual_block(residual=False)),
+               "residual connection is missing")
+    fails_with(m02.block_matches_library, probe_with(ctx, "block", ResidualBlock=residual_block(post_norm=True)),
+               "differs from x + fc2")
+
+
+def test_block_with_other_parameter_names_says_which(ctx):
+    class ResidualBlock(nn.Module):
+        def __init__(self, dim, hidden):
+            super().__init__()
+            self.layer_norm, self.fc1, self.fc2 = nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+    probe_with(ctx, "block", ResidualBlock=ResidualBlock)
+    fails_with(m02.block_matches_library, ctx, "state_dict keys must be", "norm.weight")
+
+
+def digits_net(detach=False, softmax=False, unused_layer=False):
+    class DigitsNet(nn.Module):
+        def __init__(self, mean, std):
+            super().__init__()
+            self.register_buffer("mean", mean)
+            self.register_buffer("std", std)
+            self.stem, self.head = nn.Linear(64, 32), nn.Linear(32, 10)
+            self.spare = nn.Linear(32, 32) if unused_layer else None
+
+        def forward(self, x):
+            h = F.silu(self.stem((x - self.mean) / self.std))
+            out = self.head(h.detach() if detach else h)
+            return out.softmax(1) if softmax else out
+    return DigitsNet
+
+
+def test_model_right(ctx):
+    probe_with(ctx, "model", DigitsNet=digits_net())
+    assert m02.every_parameter_learns(ctx) and m02.model_returns_logits(ctx)
+
+
+@pytest.mark.parametrize("mistake, stuck", [
+    (dict(detach=True), "stem.weight, stem.bias"),
+    (dict(unused_layer=True), "spare.weight, spare.bias"),
+])
+def test_parameters_that_never_learn_are_named(ctx, mistake, stuck):
+    probe_with(ctx, "model", DigitsNet=digits_net(**mistake))
+    fails_with(m02.every_parameter_learns, ctx, f"never get a gradient, so they never learn: {stuck}")
+
+
+def test_model_with_softmax_inside(ctx):
+    probe_with(ctx, "model", DigitsNet=digits_net(softmax=True))
+    fails_with(m02.model_returns_logits, ctx, "returns probabilities")
+
+
+# -- loader ------------------------------------------------------------------------------------
+def loader_variant(kind):
+    def make_loader(X, y, batch_size, seed):
+        dataset = torch.utils.data.TensorDataset(torch.as_tensor(X), torch.as_tensor(y))
+        if kind == "right":
+            return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True,
+                                               generator=torch.Generator().manual_seed(seed))
+        if kind == "unseeded":
+            return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True)
+        if kind == "seed_ignored":
+            return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True,
+                                               generator=torch.Generator().manual_seed(0))
+        if kind == "not_shuffled":
+            return torch.utils.data.DataLoader(dataset, batch_size)
+        if kind == "drop_last":
+            return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True, drop_last=True,
+                                               generator=torch.Generator().manual_seed(seed))
+        if kind == "shuffled_once":
+            order = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))
+            return torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, order.tolist()), batch_size)
+    return make_loader
+
+
+def test_loader_right(ctx):
+    probe_with(ctx, "loader", make_loader=loader_variant("right"))
+    assert m02.loader_reproducible(ctx) and m02.loader_shuffles_every_row(ctx)
+
+
+@pytest.mark.parametrize("kind, check, words", [
+    ("unseeded", m02.loader_reproducible, ("not reproducible",)),
+    ("seed_ignored", m02.loader_reproducible, ("seed is ignored",)),
+    ("not_shuffled", m02.loader_shuffles_every_row, ("not shuffled",)),
+    ("drop_last", m02.loader_shuffles_every_row, ("every row exactly once",)),
+    ("shuffled_once", m02.loader_shuffles_every_row, ("same order",)),
+])
+def test_loader_mistakes_are_named(ctx, kind, check, words):
+    fails_with(check, probe_with(ctx, "loader", make_loader=loader_variant(kind)), *words)
+
+
+# -- train_epoch -------------------------------------------------------------------------------
+def loop(skip=(), returns="mean", optimizer_override=False):
+    """A learner's train_epoch, written independently of the grader's replay, leaving out `skip`."""
+    def train_epoch(model, loader, optimizer, scheduler, max_grad_norm):
+        if "train_mode" not in skip:
+            model.train()
+        if optimizer_override:
+            optimizer = torch.optim.Adam(model.parameters())
+        losses = []
+        for xb, yb in loader:
+            if "zero_grad" not in skip:
+                optimizer.zero_grad()
+            logits = model(xb)
+            loss = nn.CrossEntropyLoss()(F.softmax(logits, dim=1) if "loss_on_logits" in skip else logits, yb)
+            if "clip_before_backward" in skip:  # a common slip: clipping before there are gradients to clip
+                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            loss.backward()
+            if not {"clipping", "clip_before_backward"} & set(skip):
+                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            if "schedule" not in skip:
+                scheduler.step()
+            losses.append(loss.item())
+        if "schedule_per_epoch" in skip:
+            scheduler.step()
+        return {"mean": np.mean(losses), "sum": np.sum(losses), "last": losses[-1]}[returns]
+    return train_epoch
+
+
+LOOP_CHECKS = {step: m02.registry.checks[("train_epoch", step)] for step in m02.LOOP_STEPS}
+
+
+def test_right_loop_passes_every_check(ctx):
+    probe_with(ctx, "train_epoch", train_epoch=loop())
+    for check in [*LOOP_CHECKS.values(), m02.returns_mean_loss]:
+        assert check(ctx)
+
+
+@pytest.mark.parametrize("skip", [(step,) for step in m02.LOOP_STEPS] + [
+    ("clip_before_backward",), ("zero_grad", "clipping"), ("train_mode", "loss_on_logits")])
+def test_loop_mistakes_are_named_and_cost_only_their_checks(ctx, skip):
+    probe_with(ctx, "train_epoch", train_epoch=loop(skip))
+    named = {"clipping" if step == "clip_before_backward" else step for step in skip}
+    for step, check in LOOP_CHECKS.items():
+        if step in named:
+            fails_with(check, ctx, m02.LOOP_MISTAKES[step][0][:30])
+        else:
+            assert check(ctx)
+    assert m02.returns_mean_loss(ctx)
+
+
+def test_scheduler_stepped_per_epoch_is_not_per_batch(ctx):
+    probe_with(ctx, "train_epoch", train_epoch=loop(("schedule", "schedule_per_epoch")))
+    fails_with(LOOP_CHECKS["schedule"], ctx, "once per batch")
+
+
+def test_unknown_loop_fails_every_step_and_says_so(ctx):
+    probe_with(ctx, "train_epoch", train_epoch=loop(optimizer_override=True))
+    for check in LOOP_CHECKS.values():
+        fails_with(check, ctx, "match no training loop")
+
+
+@pytest.mark.parametrize("returns", ["sum", "last"])
+def test_loop_must_return_the_mean_loss(ctx, returns):
+    probe_with(ctx, "train_epoch", train_epoch=loop(returns=returns))
+    fails_with(m02.returns_mean_loss, ctx, "mean of the batch losses")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_combination_of_loop_mistakes_is_told_apart(tmp_path, seed):
+    """The replays the grader matches against differ pairwise, so a named mistake is never a guess."""
+    given = m02.train_epoch_inputs(CheckContext(tmp_path, seed=seed, device="cpu"))
+    replays = {skipped: m02.replay_epoch(given, frozenset(skipped))[0]
+               for n in range(len(m02.LOOP_STEPS) + 1) for skipped in itertools.combinations(m02.LOOP_STEPS, n)}
+    for (a, state_a), (b, state_b) in itertools.combinations(replays.items(), 2):
+        assert not all(m02.close(state_a[k], state_b[k]) for k in state_a), (a, b)
+
+
+# -- predict -----------------------------------------------------------------------------------
+def predictor(eval_mode=True, no_grad=True):
+    def predict(model, X):
+        if eval_mode:
+            model.eval()
+        with torch.set_grad_enabled(not no_grad):
+            return model(torch.as_tensor(X))
+    return predict
+
+
+def test_predict(ctx):
+    probe_with(ctx, "predict", predict=predictor())
+    assert m02.predict_eval_mode(ctx) and m02.predict_no_grad(ctx)
+    probe_with(ctx, "predict", predict=predictor(eval_mode=False))
+    fails_with(m02.predict_eval_mode, ctx, "left in train mode")
+    probe_with(ctx, "predict", predict=predictor(no_grad=False))
+    assert m02.predict_eval_mode(ctx)
+    fails_with(m02.predict_no_grad, ctx, "autograd graph")
+
+
+# -- fit ---------------------------------------------------------------------------------------
+def test_history_with_a_flat_learning_rate(ctx):
+    probe_with(ctx, "fit", history={"train_loss": [2.0, 1.0, 0.5], "val_accuracy": [0.5, 0.8, 0.9], "lr": [1e-3] * 3})
+    fails_with(m02.fit_curves, ctx, "learning rate never changed")
+    probe_with(ctx, "fit", history={"train_loss": [2.0, 1.0], "lr": [1e-3, 2e-3]})
+    fails_with(m02.fit_curves, ctx, "lacks val_accuracy")
+
+
+# -- save --------------------------------------------------------------------------------------
+class Pixels(nn.Module):
+    """A tiny stand-in for DigitsNet: raw pixels in, logits out."""
+
+    def __init__(self, dropout=0.0):
+        super().__init__()
+        self.fc, self.dropout = nn.Linear(64, 10), nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.fc(self.dropout(x / 16))
+
+
+def save_artifacts(ctx, model, *, train_mode=False, dynamic=True, state=None):
+    model.train(train_mode)
+    example = (torch.rand(4, 64) * 16,)
+    dynamic_shapes = {"x": {0: torch.export.Dim("batch")}} if dynamic else None
+    torch.export.save(torch.export.export(model, example, dynamic_shapes=dynamic_shapes), ctx.workdir / m02.PROGRAM_FILE)
+    torch.save(model.state_dict() if state is None else state, ctx.workdir / m02.STATE_FILE)
+
+
+def trained_pixels() -> Pixels:
+    """Logistic regression's weights in a Pixels model: over the bar on digits, in a second."""
+    from sklearn.linear_model import LogisticRegression
+
+    from polyglot_lab.data import digits
+    X, y = digits()
+    fitted = LogisticRegression(max_iter=500).fit(X / 16, y)
+    model = Pixels()
+    model.fc.weight.data = torch.tensor(fitted.coef_, dtype=torch.float32)
+    model.fc.bias.data = torch.tensor(fitted.intercept_, dtype=torch.float32)
+    return model
+
+
+def test_saved_program_right(ctx):
+    save_artifacts(ctx, trained_pixels())
+    for check in (m02.program_loads, m02.custom_holdout_accuracy, m02.program_eval_mode, m02.state_dict_matches):
+        assert check(ctx)
+
+
+def test_program_exported_in_train_mode(ctx):
+    save_artifacts(ctx, Pixels(dropout=0.5), train_mode=True)
+    fails_with(m02.program_eval_mode, ctx, "exported in train mode")
+
+
+def test_program_with_a_static_batch(ctx):
+    save_artifacts(ctx, Pixels(), dynamic=False)
+    failure = fails_with(m02.program_loads, ctx, "fails on a batch of 1")
+    assert "dynamic" in failure.hint
+
+
+def test_untrained_program_is_under_the_bar(ctx):
+    save_artifacts(ctx, Pixels())
+    fails_with(m02.custom_holdout_accuracy, ctx, "under the bar")
+
+
+def test_state_dict_of_another_model(ctx):
+    save_artifacts(ctx, Pixels(), state=Pixels().state_dict())
+    fails_with(m02.state_dict_matches, ctx, "other weights", "fc.weight")
+
+
+def test_whole_model_pickled_instead_of_state_dict(ctx):
+    save_artifacts(ctx, Pixels())
+    torch.save(Pixels(), ctx.workdir / m02.STATE_FILE)  # a pickled module: weights_only refuses it
+    failure = fails_with(m02.state_dict_matches, ctx, "could not be loaded with torch.load(weights_only=True)")
+    assert "state_dict()" in failure.hint
+
+
+def test_missing_and_corrupt_artifacts_name_the_file(ctx):
+    fails_with(m02.program_loads, ctx, "digits_custom.pt2 was not found")
+    (ctx.workdir / m02.PROGRAM_FILE).write_bytes(b"not a program")
+    ctx.cache.clear()
+    fails_with(m02.program_loads, ctx, "digits_custom.pt2 could not be loaded")
+
+
+# -- hooks -------------------------------------------------------------------------------------
+def hook_functions(remove=True, leaves_only=True, dead_means="zero_output"):
+    def activation_stats(model, x):
+        stats, handles = {}, []
+        for name, module in model.named_modules():
+            if leaves_only and list(module.children()):
+                continue
+            handles.append(module.register_forward_hook(
+                lambda m, i, o, name=name: stats.__setitem__(name, {
+                    "mean": o.mean().item(), "std": o.std().item(), "zero_fraction": (o == 0).float().mean().item()})))
+        with torch.no_grad():
+            model(x)
+        if remove:
+            for handle in handles:
+                handle.remove()
+        return stats
+
+    def find_dead_layer(model, x):
+        names = list(activation_stats(model, x))
+        for i, (name, s) in enumerate(activation_stats(model, x).items()):
+            if s["zero_fraction"] == 1.0:
+                return names[i - 1] if dead_means == "layer_before" else name
+        return None
+    return {"activation_stats": activation_stats, "find_dead_layer": find_dead_layer}
+
+
+def test_hooks_right(ctx):
+    probe_with(ctx, "hooks", **hook_functions())
+    for check in ("stats_match", "hooks_removed", "dead_layer_found", "dead_layer_hidden"):
+        assert m02.registry.checks[("hooks", check)](ctx)
+
+
+def test_hooks_left_registered(ctx):
+    probe_with(ctx, "hooks", **hook_functions(remove=False))
+    fails_with(m02.hooks_removed, ctx, "leaves", "hook(s) registered")
+
+
+def test_dead_layer_must_be_the_one_with_zero_output(ctx):
+    probe_with(ctx, "hooks", **hook_functions(dead_means="layer_before"))
+    fails_with(m02.registry.checks[("hooks", "dead_layer_found")], ctx, "wrong layer")
+
+
+def test_wrong_statistics_are_named(ctx):
+    functions = hook_functions()
+    stats = functions["activation_stats"]
+
+    def activation_stats(model, x):  # the std of the input instead of the output
+        return {name: {**s, "std": s["std"] + 0.5} for name, s in stats(model, x).items()}
+    probe_with(ctx, "hooks", activation_stats=activation_stats, find_dead_layer=functions["find_dead_layer"])
+    fails_with(m02.hooks_stats_match, ctx, "['std'] is wrong")
+
+
+# -- branch ------------------------------------------------------------------------------------
+class AbstainEager(nn.Module):
+    def __init__(self, threshold):
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, logits):
+        return torch.stack([row.argmax() if row.max() >= self.threshold else torch.tensor(-1)
+                            for row in logits.softmax(1)])
+
+
+class AbstainWhere(AbstainEager):
+    def forward(self, logits):
+        confidence, label = logits.softmax(1).max(1)
+        return torch.where(confidence >= self.threshold, label, torch.full_like(label, -1))
+
+
+class NeverAbstains(AbstainEager):
+    def forward(self, logits):
+        return logits.argmax(1)
+
+
+def test_branch_right(ctx):
+    probe_with(ctx, "branch", Abstain=AbstainWhere)
+    assert m02.branch_matches_eager(ctx) and m02.branch_exports(ctx)
+
+
+def test_python_branch_works_eagerly_but_does_not_export(ctx):
+    probe_with(ctx, "branch", Abstain=AbstainEager)
+    assert m02.branch_matches_eager(ctx)
+    failure = fails_with(m02.branch_exports, ctx, "data-dependent branch")
+    assert "torch.where" in failure.hint
+
+
+def test_branch_that_never_abstains(ctx):
+    probe_with(ctx, "branch", Abstain=NeverAbstains)
+    fails_with(m02.branch_matches_eager, ctx, "differ from the reference")
