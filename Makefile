@@ -13,6 +13,7 @@ PORT       ?= 8888
 
 export TF_CPP_MIN_LOG_LEVEL := 3
 export KERAS_BACKEND := tensorflow
+export TF_FORCE_GPU_ALLOW_GROWTH := true
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup grade test verify notebooks check-notebooks lab doctor masters clean

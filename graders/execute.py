@@ -64,6 +64,7 @@ def kernel_env(device: str) -> dict[str, str]:
     env["POLYGLOT_GRADING"] = "1"           # check() in the notebook only says "graded by the autograder"
     env["POLYGLOT_DEVICE"] = device
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # TensorFlow would take all GPU memory from torch
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""    # DEVICE=cpu hides GPUs from torch and TensorFlow alike
     return env

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from graders.checks import CheckContext, CheckFailed
+from graders.checks import CheckContext
 from graders.checks import m00_setup as m00
-from test_mistakes_m01 import craft, fails_with
+from mistakes import craft, fails_with
 
 
 @pytest.fixture

@@ -2,21 +2,15 @@
 import numpy as np
 import pytest
 
-from graders.checks import CheckContext, CheckFailed
+from graders.checks import CheckContext
 from graders.checks import m01_keras_prototype as m01
+from mistakes import craft, fails_with
 from polyglot_lab.probe import probe_io
 
 
 @pytest.fixture
 def ctx(tmp_path):
     return CheckContext(tmp_path, seed=7, device="cpu")
-
-
-def craft(ctx, exercise, **values):
-    io = probe_io(exercise, ctx.workdir)
-    io.reset_outputs()
-    io.save(**values)
-    io.mark_done()
 
 
 def split_variant(ctx, fit_on="train", one_hot=False, labels_dtype="int64", stratify=True):
@@ -36,14 +30,6 @@ def split_variant(ctx, fit_on="train", one_hot=False, labels_dtype="int64", stra
     if one_hot:
         ytr, yte = np.eye(10)[ytr], np.eye(10)[yte]
     craft(ctx, "split", X_train=train.astype("float32"), X_test=test.astype("float32"), y_train=ytr, y_test=yte)
-
-
-def fails_with(check, ctx, *words):
-    with pytest.raises(CheckFailed) as failure:
-        check(ctx)
-    for word in words:
-        assert word in failure.value.message, failure.value.message
-    return failure.value
 
 
 def test_reference_split_passes(ctx):

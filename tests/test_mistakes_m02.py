@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graders.checks import CheckContext, CheckFailed
+from graders.checks import CheckContext
 from graders.checks import m02_pytorch_eager as m02
+from mistakes import fails_with
 from polyglot_lab import probe
 
 PROBES = "polyglot_lab.probes.m02_pytorch_eager"
@@ -32,14 +33,6 @@ def probe_with(ctx, exercise, **namespace):
         probe.probe_io(exercise, ctx.workdir).write_inputs(**maker(ctx))
     probe.run(PROBES, exercise, namespace, ctx.workdir)
     return ctx
-
-
-def fails_with(check, ctx, *words):
-    with pytest.raises(CheckFailed) as failure:
-        check(ctx)
-    for word in words:
-        assert word in failure.value.message, failure.value.message
-    return failure.value
 
 
 # -- port --------------------------------------------------------------------------------------

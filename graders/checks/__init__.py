@@ -133,6 +133,18 @@ def _hint_for(error: dict) -> str | None:
     return None
 
 
+def check_holdout_accuracy(predict: Callable[[np.ndarray], np.ndarray], bar: float, hint: str) -> str:
+    """Score a saved model, through predict(raw pixels) -> class scores, on the digits only the grader holds."""
+    from graders.data import holdout_digits
+
+    X, y = holdout_digits()
+    accuracy = float((np.asarray(predict(X)).argmax(1) == y).mean())
+    if accuracy < bar:
+        raise CheckFailed(f"Accuracy on the grader's held-out digits is under the bar: {accuracy:.3f} < {bar}.",
+                          expected=f">= {bar}", found=f"{accuracy:.3f}", hint=hint)
+    return f"held-out accuracy {accuracy:.3f} (bar {bar})"
+
+
 def describe_array(a) -> str:
     a = np.asarray(a)
     return f"array of shape {a.shape}, dtype {a.dtype}"

@@ -5,8 +5,7 @@ import os
 
 import numpy as np
 
-from graders.checks import CheckContext, CheckFailed, Registry, describe_array
-from graders.data import holdout_digits
+from graders.checks import CheckContext, CheckFailed, Registry, check_holdout_accuracy, describe_array
 from polyglot_lab.data import digits
 from polyglot_lab.probe import probe_io
 
@@ -275,14 +274,9 @@ def loads(ctx: CheckContext):
 @registry.check("save", "holdout_accuracy")
 def holdout_accuracy(ctx: CheckContext):
     model = saved_model(ctx)
-    X, y = holdout_digits()
-    accuracy = float((np.asarray(model.predict(X, verbose=0)).argmax(1) == y).mean())
-    if accuracy < ACCURACY_BAR:
-        raise CheckFailed(f"Accuracy on the grader's held-out digits is under the bar: {accuracy:.3f} < {ACCURACY_BAR}.",
-                          expected=f">= {ACCURACY_BAR}", found=f"{accuracy:.3f}",
-                          hint="Train until early stopping ends it, and save the model with its Normalization layer "
-                               "in front: the grader feeds raw pixels (0..16).")
-    return f"held-out accuracy {accuracy:.3f} (bar {ACCURACY_BAR})"
+    return check_holdout_accuracy(lambda X: model.predict(X, verbose=0), ACCURACY_BAR,
+                                  hint="Train until early stopping ends it, and save the model with its Normalization "
+                                       "layer in front: the grader feeds raw pixels (0..16).")
 
 
 # -- backends --------------------------------------------------------------------------------

@@ -1,0 +1,22 @@
+"""Helpers of the mistake tests: craft a probe's outputs, and expect a check to fail with given words."""
+import pytest
+
+from graders.checks import CheckFailed
+from polyglot_lab.probe import probe_io
+
+
+def craft(ctx, exercise, **values):
+    """Write an exercise's probe outputs as if the learner's kernel had produced them."""
+    io = probe_io(exercise, ctx.workdir)
+    io.reset_outputs()
+    io.save(**values)
+    io.mark_done()
+
+
+def fails_with(check, ctx, *words):
+    """The check fails, and its message contains each of `words`: it names the mistake."""
+    with pytest.raises(CheckFailed) as failure:
+        check(ctx)
+    for word in words:
+        assert word in failure.value.message, failure.value.message
+    return failure.value
