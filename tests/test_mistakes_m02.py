@@ -432,6 +432,18 @@ def test_saved_program_right(ctx):
         assert check(ctx)
 
 
+def test_device_parity_moves_the_program(ctx):
+    """The GPU check's code path, run with the CPU as the target (CI has no GPU)."""
+    save_artifacts(ctx, trained_pixels())
+    assert "the same outputs on cpu" in m02.device_parity(ctx, "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_gpu_parity_on_a_gpu(ctx):
+    save_artifacts(ctx, trained_pixels())
+    assert m02.program_gpu_parity(ctx)
+
+
 def test_program_exported_in_train_mode(ctx):
     save_artifacts(ctx, Pixels(dropout=0.5), train_mode=True)
     fails_with(m02.program_eval_mode, ctx, "exported in train mode")
