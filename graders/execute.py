@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,15 @@ def probe_anchors(nb, spec: ModuleSpec) -> dict[str, int | None]:
 def probe_source(spec: ModuleSpec, exercise_id: str) -> str:
     return (f"__import__('polyglot_lab.probe', fromlist=['run']).run("
             f"{spec.probes_module!r}, {exercise_id!r}, globals())")
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def first_line_of(message, limit: int = 300) -> str:
+    """An error message's first line, without terminal colours (exporters colour theirs)."""
+    text = ANSI_ESCAPE.sub("", str(message or "")).strip()
+    return (text.splitlines() or [""])[0][:limit]
 
 
 def kernel_env(device: str) -> dict[str, str]:
@@ -118,7 +128,7 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
             if time.monotonic() - started >= total_timeout:
                 raise _Stop(f"the total time limit of {total_timeout:.0f} s was reached")
             _ensure_responsive(client, nb.cells[scratch], scratch, last_error)
-        return f"{content.get('ename')}: {str(content.get('evalue'))[:300]}"
+        return f"{content.get('ename')}: {first_line_of(content.get('evalue'))}"
 
     # Probes run in a scratch cell appended for the run (nbclient routes outputs by cell index),
     # so nothing they print lands in the learner's cells; it is removed afterwards.

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 import nbformat
 
 from graders.catalogue import ModuleSpec
-from graders.checks import CheckContext, CheckFailed, load_registry
+from graders.checks import CheckContext, CheckFailed, CheckSkipped, load_registry
 from graders.execute import execute_submission
 from graders.results import FAILED, NO_DEVICE, PASSED, SKIPPED, CheckResult, LearnerResult, ModuleResult
 from polyglot_lab.probe import probe_io
@@ -102,6 +102,8 @@ def _run_check(registry, ctx, spec, exercise, check, device) -> CheckResult:
             raise CheckFailed(f"the grader has no implementation of {exercise.id}.{check.id}")
         message = fn(ctx)
         result.status, result.score, result.message = PASSED, check.points, message or "passed"
+    except CheckSkipped as skip:
+        result.status, result.message = SKIPPED, f"skipped: {skip}"
     except CheckFailed as failure:
         result.message, result.expected, result.found = failure.message, failure.expected, failure.found
         result.hint = failure.hint or (exercise.hints[0] if exercise.hints else None)

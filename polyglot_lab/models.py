@@ -73,3 +73,63 @@ def bn_net(n_in: int = 64, hidden: int = 32, n_out: int = 10, dropout: float = 0
         ("fc", nn.Linear(n_in, hidden)), ("bn", nn.BatchNorm1d(hidden)), ("act", nn.ReLU()),
         ("dropout", nn.Dropout(dropout)), ("out", nn.Linear(hidden, n_out)),
     ]))
+
+
+# -- module 02's custom model ----------------------------------------------------------------
+def digits_net(mean, std, hidden: int = 64):
+    """Module 02's DigitsNet built from torch's own layers (same state-dict keys as yours, so module 02's
+    digits_custom_state.pt loads into it): raw pixels in, standardised inside, 10 logits out."""
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    class ResidualBlock(nn.Module):
+        def __init__(self, dim, width):
+            super().__init__()
+            self.norm, self.fc1, self.fc2 = nn.LayerNorm(dim), nn.Linear(dim, width), nn.Linear(width, dim)
+
+        def forward(self, x):
+            return x + self.fc2(F.silu(self.fc1(self.norm(x))))
+
+    class DigitsNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+            self.stem = nn.Linear(64, hidden)
+            self.block = ResidualBlock(hidden, 2 * hidden)
+            self.norm = nn.LayerNorm(hidden)
+            self.dropout = nn.Dropout(0.1)
+            self.head = nn.Linear(hidden, 10)
+
+        def forward(self, x):
+            x = (x - self.mean) / self.std
+            x = self.block(F.silu(self.stem(x)))
+            return self.head(self.dropout(self.norm(x)))
+
+    return DigitsNet()
+
+
+def pixel_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean and std; pixels that never vary keep std 1 (as StandardScaler does)."""
+    std = X.std(0)
+    return X.mean(0).astype(np.float32), np.where(std > 1e-3, std, 1.0).astype(np.float32)
+
+
+def train_digits_net(X_train: np.ndarray, y_train: np.ndarray, epochs: int = 20, seed: int = 0):
+    """A DigitsNet trained on raw pixels (a few seconds on a CPU), returned in eval mode."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    model = digits_net(*pixel_statistics(X_train))
+    X, y = torch.as_tensor(X_train), torch.as_tensor(y_train)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for rows in torch.randperm(len(X), generator=generator).split(64):
+            optimizer.zero_grad()
+            F.cross_entropy(model(X[rows]), y[rows]).backward()
+            optimizer.step()
+    return model.eval()

@@ -2,6 +2,7 @@
 import pytest
 
 from graders.checks import CheckFailed
+from polyglot_lab import probe
 from polyglot_lab.probe import probe_io
 
 
@@ -20,3 +21,14 @@ def fails_with(check, ctx, *words):
     for word in words:
         assert word in failure.value.message, failure.value.message
     return failure.value
+
+
+def run_probe(ctx, registry, probes: str, exercise: str, **namespace):
+    """Run an exercise's real probe on `namespace`, as if it were the learner's notebook, with the grader's
+    inputs for this context; the checks then read what it saved."""
+    ctx.cache.clear()
+    maker = registry.input_makers.get(exercise)
+    if maker:
+        probe_io(exercise, ctx.workdir).write_inputs(**maker(ctx))
+    probe.run(probes, exercise, namespace, ctx.workdir)
+    return ctx

@@ -14,8 +14,7 @@ from torch import nn
 
 from graders.checks import CheckContext
 from graders.checks import m02_pytorch_eager as m02
-from mistakes import fails_with
-from polyglot_lab import probe
+from mistakes import fails_with, run_probe
 
 PROBES = "polyglot_lab.probes.m02_pytorch_eager"
 
@@ -26,13 +25,7 @@ def ctx(tmp_path):
 
 
 def probe_with(ctx, exercise, **namespace):
-    """Run the exercise's probe on `namespace` as if it were the learner's notebook."""
-    ctx.cache.clear()
-    maker = m02.registry.input_makers.get(exercise)
-    if maker:
-        probe.probe_io(exercise, ctx.workdir).write_inputs(**maker(ctx))
-    probe.run(PROBES, exercise, namespace, ctx.workdir)
-    return ctx
+    return run_probe(ctx, m02.registry, PROBES, exercise, **namespace)
 
 
 # -- port --------------------------------------------------------------------------------------

@@ -25,6 +25,10 @@ class CheckFailed(Exception):
         self.message, self.expected, self.found, self.hint = message, expected, found, hint
 
 
+class CheckSkipped(Exception):
+    """The check cannot run on this machine (a GPU runtime is missing, say): it counts neither way."""
+
+
 CheckFn = Callable[["CheckContext"], "str | None"]
 InputsFn = Callable[["CheckContext"], dict]
 
@@ -93,8 +97,8 @@ class CheckContext:
                                    "to find the cell that stops it.")
         return io.outputs()
 
-    def artifact(self, name: str, exercise_id: str | None = None) -> Path:
-        """A file the graded run must have written into its working directory."""
+    def artifact(self, name: str, exercise_id: str | None = None, hint: str | None = None) -> Path:
+        """A file the graded run must have written into its working directory; `hint` says how to write it."""
         path = self.workdir / name
         if not path.exists():
             facts = self.facts.get(exercise_id, ExecutionFacts()) if exercise_id else ExecutionFacts()
@@ -103,7 +107,7 @@ class CheckContext:
                 detail += f" The run stopped early: {facts.not_reached}."
             raise CheckFailed(f"{name} was not found: the model was never saved by the notebook.{detail}",
                               expected=f"a file {name} written by the notebook", found="no such file",
-                              hint=f"Save it from the notebook, in its own folder: `.save('{name}')`.")
+                              hint=hint or f"Save it from the notebook, in its own folder: `.save('{name}')`.")
         return path
 
 

@@ -7,13 +7,13 @@ import itertools
 import numpy as np
 
 from graders.checks import CheckContext, CheckFailed, Registry, check_holdout_accuracy, describe_array
+from graders.checks.compare import PARITY_ATOL, close, looks_like_probabilities, max_diff, softmax
 from graders.data import holdout_digits
 from polyglot_lab import models
 from polyglot_lab.data import digits
 from polyglot_lab.probes.m02_pytorch_eager import TRAINING_HIDDEN, training_setup
 
 registry = Registry("02_pytorch_eager")
-PARITY_ATOL = 1e-5        # fp32 on CPU
 GRAD_ATOL = 1e-8          # float64 inputs
 ACCURACY_BAR = 0.95
 PROGRAM_FILE = "digits_custom.pt2"
@@ -24,27 +24,6 @@ NORM_FUNCTIONS = ("layer_norm", "group_norm", "batch_norm", "instance_norm", "rm
 def _torch():
     import torch
     return torch
-
-
-def max_diff(found, expected) -> float:
-    found, expected = np.asarray(found, np.float64), np.asarray(expected, np.float64)
-    return float(np.abs(found - expected).max()) if found.shape == expected.shape else float("inf")
-
-
-def close(found, expected, atol=PARITY_ATOL) -> bool:
-    """Agreement within atol, scaled up for outputs larger than 1 (float32 carries ~7 digits)."""
-    return max_diff(found, expected) <= atol * max(1.0, float(np.abs(np.asarray(expected, np.float64)).max()))
-
-
-def looks_like_probabilities(out) -> bool:
-    out = np.asarray(out, np.float64)
-    return bool(out.ndim == 2 and np.all(out >= -1e-6) and np.allclose(out.sum(1), 1.0, atol=1e-4))
-
-
-def softmax(logits) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = np.exp(z - z.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
 
 
 def states(out: dict) -> dict[str, np.ndarray]:
@@ -72,16 +51,9 @@ def random_state(module, rng: np.random.Generator, scale=0.5) -> dict:
     return state
 
 
-def digit_statistics() -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of the learners' digits per pixel; always-zero pixels keep std 1 (as StandardScaler does)."""
-    X, _ = digits()
-    std = X.std(0)
-    return X.mean(0), np.where(std > 1e-3, std, 1.0).astype(np.float32)
-
-
 def standardised_digits() -> tuple[np.ndarray, np.ndarray]:
     X, y = digits()
-    mean, std = digit_statistics()
+    mean, std = models.pixel_statistics(X)
     return ((X - mean) / std).astype(np.float32), y
 
 
@@ -367,7 +339,7 @@ def model_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("model")
     X, y = digits()
     rows = rng.choice(len(X), size=64, replace=False)
-    mean, std = digit_statistics()
+    mean, std = models.pixel_statistics(X)
     return {"X": X[rows], "y": y[rows], "mean": mean, "std": std, "seed": int(rng.integers(0, 2**31 - 1))}
 
 
@@ -606,7 +578,7 @@ def fit_curves(ctx: CheckContext):
 # -- save --------------------------------------------------------------------------------------
 def exported_program(ctx: CheckContext):
     if "program" not in ctx.cache:
-        path = ctx.artifact(PROGRAM_FILE, "save")
+        path = ctx.artifact(PROGRAM_FILE, "save", hint=f"torch.export.save(program, '{PROGRAM_FILE}')")
         try:
             ctx.cache["program"] = _torch().export.load(str(path))
         except Exception as exc:  # noqa: BLE001 - any load failure is the artifact's problem
@@ -666,7 +638,7 @@ def program_eval_mode(ctx: CheckContext):
 @registry.check("save", "state_dict_matches")
 def state_dict_matches(ctx: CheckContext):
     torch = _torch()
-    path = ctx.artifact(STATE_FILE, "save")
+    path = ctx.artifact(STATE_FILE, "save", hint=f"torch.save(model.state_dict(), '{STATE_FILE}')")
     try:
         saved = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001

@@ -1,0 +1,80 @@
+"""Probes for module 03 (ONNX export). The grader hands over small ONNX models as byte arrays."""
+from contextlib import contextmanager
+
+import numpy as np
+
+from polyglot_lab.probe import need
+
+
+def _model_file(io, name: str) -> str:
+    """Write the grader's model `name` (an input array of bytes) to a .onnx file; return its path."""
+    path = io.dir / f"{name}.onnx"
+    path.write_bytes(np.asarray(io.inputs[f"{name}_bytes"], dtype=np.uint8).tobytes())
+    return str(path)
+
+
+@contextmanager
+def _recording(cls, seen: list):
+    """Record the arguments each new instance of `cls` is made with (the providers a session is given)."""
+    original = cls.__init__
+
+    def init(self, *args, **kwargs):
+        seen.append((args, kwargs))
+        original(self, *args, **kwargs)
+    cls.__init__ = init
+    try:
+        yield seen
+    finally:
+        cls.__init__ = original
+
+
+def export(ns, io):
+    io.save(external_data=bool(need(ns, "EXTERNAL_DATA")))
+
+
+def validate(ns, io):
+    validate_onnx = need(ns, "validate_onnx")
+    inferred = validate_onnx(_model_file(io, "good"))
+    if not hasattr(inferred, "graph"):
+        raise TypeError(f"validate_onnx must return the shape-inferred onnx.ModelProto, it returned {type(inferred).__name__}")
+    try:
+        validate_onnx(_model_file(io, "broken"))
+        broken_error = None
+    except Exception as exc:  # noqa: BLE001 - raising is what a validator must do here
+        broken_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+    io.save(value_info=sorted(v.name for v in inferred.graph.value_info), broken_error=broken_error)
+
+
+def inspect(ns, io):
+    report = dict(need(ns, "inspect_onnx")(_model_file(io, "good")))
+    plain = {
+        "opset": int(report.get("opset", -1)),
+        "inputs": {str(k): [d if isinstance(d, str) else int(d) for d in v] for k, v in dict(report.get("inputs", {})).items()},
+        "outputs": {str(k): [d if isinstance(d, str) else int(d) for d in v] for k, v in dict(report.get("outputs", {})).items()},
+        "ops": {str(k): int(v) for k, v in dict(report.get("ops", {})).items()},
+    }
+    io.save(report=plain)
+
+
+def runtime(ns, io):
+    import onnxruntime
+    from onnx.reference import ReferenceEvaluator
+
+    path, inputs = _model_file(io, "good"), io.inputs
+    with _recording(onnxruntime.InferenceSession, []) as sessions:
+        session = need(ns, "make_session")(path, int(inputs["threads"]))
+    if not isinstance(session, onnxruntime.InferenceSession):
+        raise TypeError(f"make_session must return an onnxruntime.InferenceSession, it returned {type(session).__name__}")
+    args, kwargs = sessions[-1] if sessions else ((), {})
+    providers = kwargs.get("providers", args[2] if len(args) > 2 else None)
+    io.save(providers_given=[p if isinstance(p, str) else str(p[0]) for p in providers] if providers else None,
+            providers=list(session.get_providers()),
+            intra_op_threads=int(session.get_session_options().intra_op_num_threads))
+    with _recording(ReferenceEvaluator, []) as evaluators:
+        predictions = need(ns, "reference_predict")(path, inputs["X"])
+    io.save(reference_predictions=np.asarray(predictions, dtype=np.float64), evaluators=len(evaluators))
+
+
+def quantize(ns, io):
+    report = dict(need(ns, "report"))
+    io.save(report={str(k): (float(v) if isinstance(v, (int, float, np.number)) else str(v)) for k, v in report.items()})
