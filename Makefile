@@ -10,13 +10,15 @@ REPORTS    ?= reports
 DEVICE     ?= auto
 MODULES    ?= all
 PORT       ?= 8888
+SERVE_PORT ?= 8501
+NAME       ?= digits
 
 export TF_CPP_MIN_LOG_LEVEL := 3
 export KERAS_BACKEND := tensorflow
 export TF_FORCE_GPU_ALLOW_GROWTH := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup grade test verify notebooks check-notebooks lab doctor masters clean
+.PHONY: setup grade test verify notebooks check-notebooks lab doctor masters serve clean
 
 setup: $(STAMP)
 
@@ -34,6 +36,11 @@ grade: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Serve a SavedModel with TensorFlow Serving's REST API on 127.0.0.1 (reference codec): make serve MODEL=<dir>
+serve: $(STAMP)
+	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=<SavedModel dir> [NAME=digits] [SERVE_PORT=8501]"; exit 2; }
+	$(PY) -m polyglot_lab.serving "$(MODEL)" --codec graders/serving_codec.py --name "$(NAME)" --port "$(SERVE_PORT)"
 
 verify: $(STAMP)
 	$(PY) -m graders verify --modules "$(MODULES)"
