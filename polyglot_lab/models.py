@@ -119,10 +119,16 @@ def pixel_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def train_digits_net(X_train: np.ndarray, y_train: np.ndarray, epochs: int = 20, seed: int = 0):
     """A DigitsNet trained on raw pixels (a few seconds on a CPU), returned in eval mode."""
     import torch
-    import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    model = digits_net(*pixel_statistics(X_train))
+    return _train(digits_net(*pixel_statistics(X_train)), X_train, y_train, epochs, seed)
+
+
+def _train(model, X_train: np.ndarray, y_train: np.ndarray, epochs: int, seed: int):
+    """AdamW on shuffled batches of 64, seeded; the model comes back in eval mode."""
+    import torch
+    import torch.nn.functional as F
+
     X, y = torch.as_tensor(X_train), torch.as_tensor(y_train)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(seed)
@@ -133,3 +139,36 @@ def train_digits_net(X_train: np.ndarray, y_train: np.ndarray, epochs: int = 20,
             F.cross_entropy(model(X[rows]), y[rows]).backward()
             optimizer.step()
     return model.eval()
+
+
+# -- module 04's convnet: module 01's architecture in torch, raw pixels in --------------------
+def convnet(mean, std, channels: int = 16, hidden: int = 32):
+    """Module 01's convnet in PyTorch (module 02's port) with the standardisation inside: raw pixels in, logits out."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class ConvNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+            self.conv = nn.Conv2d(1, channels, 3, padding=1)
+            self.fc = nn.Linear(channels * 16, hidden)
+            self.dropout = nn.Dropout(0.2)
+            self.out = nn.Linear(hidden, 10)
+
+        def forward(self, x):
+            x = ((x - self.mean) / self.std).view(-1, 1, 8, 8)
+            x = F.max_pool2d(F.relu(self.conv(x)), 2)
+            return self.out(self.dropout(F.relu(self.fc(x.flatten(1)))))
+
+    return ConvNet()
+
+
+def train_convnet(X_train: np.ndarray, y_train: np.ndarray, epochs: int = 15, seed: int = 0):
+    """A convnet trained on raw pixels (a few seconds on a CPU), returned in eval mode."""
+    import torch
+
+    torch.manual_seed(seed)
+    return _train(convnet(*pixel_statistics(X_train)), X_train, y_train, epochs, seed)

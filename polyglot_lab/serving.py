@@ -16,13 +16,19 @@ status code; it never dies on a request. A *codec* owns what the lesson is about
 server and answered with 500.
 
     python -m polyglot_lab.serving MODEL_DIR --codec CODEC.py [--name digits] [--port 8501]
+    with Server(MODEL_DIR, CODEC.py) as server: ...      # from a notebook or a test: its own process
 """
 
 import argparse
 import importlib.util
 import json
 import logging
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -134,6 +140,69 @@ def create_app(model: ServedModel, codec, max_body_bytes: int = MAX_BODY_BYTES):
             return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
     return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """Run the server in its own process on 127.0.0.1; wait until it answers; stop it (and its children).
+
+        with Server("digits_savedmodel", "serving_codec.py") as server:
+            httpx.post(server.url(":predict"), json={"instances": ...})
+    """
+
+    def __init__(self, model_dir: Path, codec: Path, name: str = "digits", startup_s: float = 90.0,
+                 cwd: Path | None = None):
+        self.model_dir, self.codec, self.name, self.startup_s, self.cwd = model_dir, codec, name, startup_s, cwd
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def url(self, suffix: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}/v1/models/{self.name}{suffix}"
+
+    def __enter__(self) -> "Server":
+        import httpx
+
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "polyglot_lab.serving", str(self.model_dir), "--codec", str(self.codec),
+             "--name", self.name, "--port", str(self.port)],
+            cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + self.startup_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with status {self.process.returncode}: "
+                                   f"{self.process.stderr.read().decode(errors='replace')[-800:]}")
+            try:
+                if httpx.get(self.url(), timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the server did not answer within {self.startup_s:.0f} s")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.process:
+            for stream in (self.process.stdout, self.process.stderr):
+                stream.close()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from graders.catalogue import REPO
-from graders.server_process import ServerProcess
+from polyglot_lab.serving import Server
 
 REFERENCE_CODEC = REPO / "graders" / "serving_codec.py"
 W = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
@@ -36,7 +36,7 @@ def saved_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(saved_model):
-    with ServerProcess(saved_model, REFERENCE_CODEC) as running:
+    with Server(saved_model, REFERENCE_CODEC) as running:
         yield running
 
 
@@ -110,7 +110,7 @@ def test_a_codec_bug_answers_500_and_the_server_goes_on(saved_model, tmp_path):
         "    return {'pixels': np.asarray(json.loads(body)['instances'], np.float32)}, 'row'\n"
         "def response_from_tensors(outputs, layout):\n"
         "    return {'predictions': outputs['logits'].tolist()}\n")
-    with ServerProcess(saved_model, codec) as running:
+    with Server(saved_model, codec) as running:
         broken = post(running, b"{not json")
         assert broken.status_code == 500 and "JSONDecodeError" in broken.json()["error"]
         assert post(running, {"instances": [[0.0] * 4]}).status_code == 200
@@ -121,5 +121,5 @@ def test_bad_codec_file_is_refused_with_a_clear_line(saved_model, tmp_path):
     codec = tmp_path / "empty_codec.py"
     codec.write_text("x = 1\n")
     with pytest.raises(RuntimeError, match="must define request_to_tensors"):
-        with ServerProcess(saved_model, codec, startup_s=60):
+        with Server(saved_model, codec, startup_s=60):
             pass

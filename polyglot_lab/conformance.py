@@ -1,0 +1,64 @@
+"""ONNX's own backend test cases (shipped in the onnx wheel) as a conformance suite for a converter.
+
+    from polyglot_lab.conformance import conformance
+    table = conformance(onnx_to_tf.convert, ["Conv", "Gemm"])   # {op: {"passed": [...], "failed": {case: why}}}
+
+A converter is a function model -> object with run(*inputs) -> {output name: tensor}. Only the single-node
+cases of each operator are used, within SCOPE: the forms this course's models need.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+
+# Cases left out on purpose: several outputs (argmax), 1-D and 3-D pooling, ceil_mode and dilated pooling.
+OUT_OF_SCOPE = ("argmax", "_1d_", "_3d_", "ceil", "dilations")
+
+
+@functools.lru_cache(maxsize=1)
+def _single_node_cases() -> dict:
+    """{op_type: [TestCase]} for every single-node case of onnx's suite (collecting takes a few seconds)."""
+    import onnx.backend.test.case.node as node_cases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = node_cases.collect_testcases(None)
+    by_op: dict = {}
+    for case in cases:
+        nodes = case.model.graph.node
+        if case.kind == "node" and len(nodes) == 1:
+            by_op.setdefault(nodes[0].op_type, []).append(case)
+    return by_op
+
+
+def backend_cases(op_type: str) -> list:
+    return [c for c in _single_node_cases().get(op_type, []) if not any(word in c.name for word in OUT_OF_SCOPE)]
+
+
+def run_case(convert, case) -> str | None:
+    """None when the converter reproduces every data set of the case within its tolerances, else why not."""
+    try:
+        module = convert(case.model)
+        for inputs, expected in case.data_sets:
+            found = module.run(*[np.asarray(x) for x in inputs])
+            found = list(found.values()) if isinstance(found, dict) else list(found)
+            for got, want in zip(found, expected):
+                got = np.asarray(got)
+                if got.shape != np.shape(want):
+                    return f"shape {got.shape}, expected {np.shape(want)}"
+                if not np.allclose(got, want, rtol=case.rtol, atol=case.atol):
+                    return f"values differ (max abs diff {np.abs(got.astype(np.float64) - want).max():.3g})"
+    except Exception as exc:  # noqa: BLE001 - a failing handler is a finding
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+    return None
+
+
+def conformance(convert, ops) -> dict:
+    table = {}
+    for op in ops:
+        results = {case.name.removeprefix("test_"): run_case(convert, case) for case in backend_cases(op)}
+        table[op] = {"passed": [k for k, v in results.items() if v is None],
+                     "failed": {k: v for k, v in results.items() if v is not None}}
+    return table
