@@ -1,0 +1,476 @@
+"""Checks for module 04 (TensorFlow). The learner's converter runs in its own process (graders.converter_runner)
+on ONNX's backend cases and on models the grader exports itself; SavedModel and LiteRT files are loaded here; the
+learner's codec is served by a real server on 127.0.0.1. Expected values come from ONNX Runtime, in this process."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from graders.checks import CheckContext, CheckFailed, CheckSkipped, Registry, describe_array
+from graders.checks.compare import close, max_diff
+from graders.data import holdout_digits
+from polyglot_lab import models
+
+registry = Registry("04_tensorflow_serving")
+CONVERTER_FILE, ONNX_FILE, CODEC_FILE = "onnx_to_tf.py", "digits_cnn.onnx", "serving_codec.py"
+SAVEDMODEL_DIR, TFLITE_FILE, TFLITE_DYNAMIC_FILE = "digits_savedmodel", "digits.tflite", "digits_dynamic.tflite"
+GROUPS = {"gemm": ["Gemm"], "conv": ["Conv"], "pool": ["MaxPool"], "reshape": ["Reshape", "Flatten"]}
+RUNNER_TIMEOUT_S = 300
+LITERT_ATOL = 1e-4          # LiteRT's kernels (XNNPACK) sum in another order
+QUANTIZED_SIZE_BAR = 0.6    # int8 weights: about a third of the float file here
+ACCURACY_DROP_BAR = 0.03
+RUNTIMES = ("torch", "onnxruntime", "tf_eager", "tf_xla", "litert")
+HINTS = {
+    CONVERTER_FILE: "Run the %%writefile cell: it writes onnx_to_tf.py into the notebook's folder.",
+    ONNX_FILE: "Keep the notebook's first cell as it is: it exports digits_cnn.onnx.",
+    SAVEDMODEL_DIR: "tf.saved_model.save(tf_model, 'digits_savedmodel', signatures={'serving_default': tf_model.serve})",
+    TFLITE_FILE: "tf.lite.TFLiteConverter.from_saved_model('digits_savedmodel'), then write converter.convert()",
+    CODEC_FILE: "Run the %%writefile cell: it writes serving_codec.py into the notebook's folder.",
+}
+HINTS[TFLITE_DYNAMIC_FILE] = HINTS[TFLITE_FILE] + ", with converter.optimizations = [tf.lite.Optimize.DEFAULT]"
+
+
+def ort_predict(onnx_path: Path, X: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(X, np.float32)})[0], np.float64)
+
+
+def reference_logits(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
+    """ONNX Runtime on the notebook's digits_cnn.onnx: what every TensorFlow artifact must reproduce."""
+    path = ctx.artifact(ONNX_FILE, "converter", hint=HINTS[ONNX_FILE])
+    try:
+        return ort_predict(path, X)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"{ONNX_FILE} does not run in ONNX Runtime: {type(exc).__name__}: {str(exc)[:200]}",
+                          hint=HINTS[ONNX_FILE]) from None
+
+
+# -- the converter, run in its own process ---------------------------------------------------------
+def export_grader_models(ctx: CheckContext, job_dir: Path) -> list[dict]:
+    """Convnets of other widths than the notebook's, with weights drawn for this run, exported by the grader;
+    with inputs at batch sizes the learner did not use and ONNX Runtime's answers."""
+    import torch
+
+    X, _ = holdout_digits()
+    rng = ctx.rng("converter_models")
+    entries = []
+    for i, (channels, hidden) in enumerate(((8, 24), (24, 40))):
+        torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
+        net = models.convnet(*models.pixel_statistics(X), channels=channels, hidden=hidden).eval()
+        path = job_dir / f"m{i}.onnx"
+        torch.onnx.export(net, (torch.from_numpy(X[:2]),), str(path), dynamo=True, verbose=False,
+                          input_names=["pixels"], output_names=["logits"], external_data=False,
+                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+        inputs, expected = [], []
+        for k, size in enumerate((1, int(rng.integers(3, 50)))):
+            rows = X[rng.choice(len(X), size=size, replace=False)].astype(np.float32)
+            np.save(job_dir / f"m{i}_x{k}.npy", rows)
+            inputs.append(f"m{i}_x{k}.npy")
+            expected.append(ort_predict(path, rows))
+        entries.append({"file": path.name, "inputs": inputs, "expected": expected})
+    return entries
+
+
+def converter_run(ctx: CheckContext) -> dict:
+    if "converter" not in ctx.cache:
+        path = ctx.artifact(CONVERTER_FILE, "converter", hint=HINTS[CONVERTER_FILE])
+        job_dir = Path(tempfile.mkdtemp(prefix="polyglot-converter-"))
+        try:
+            entries = export_grader_models(ctx, job_dir)
+            ops = sorted({op for group in GROUPS.values() for op in group})
+            (job_dir / "job.json").write_text(json.dumps(
+                {"ops": ops, "models": [{k: e[k] for k in ("file", "inputs")} for e in entries]}))
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+            try:
+                run = subprocess.run([sys.executable, "-m", "graders.converter_runner", str(path), str(job_dir)],
+                                     cwd=ctx.workdir, env=env, capture_output=True, text=True, timeout=RUNNER_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise CheckFailed(f"{CONVERTER_FILE} ran past {RUNNER_TIMEOUT_S} s on the grader's cases.") from None
+            if not (job_dir / "result.json").exists():
+                raise CheckFailed(f"{CONVERTER_FILE} crashed the process that ran it (exit {run.returncode}): "
+                                  f"{run.stderr.strip().splitlines()[-1][:300] if run.stderr.strip() else ''}")
+            result = json.loads((job_dir / "result.json").read_text())
+            if "error" in result:
+                raise CheckFailed(result["error"], hint="The file must import on its own: it runs outside the notebook.")
+            for entry, found in zip(entries, result["models"]):
+                found["expected"] = entry["expected"]
+                found["outputs"] = [np.load(job_dir / name, allow_pickle=False) for name in found.get("outputs", [])]
+            ctx.cache["converter"] = result
+        finally:
+            shutil.rmtree(job_dir, ignore_errors=True)
+    return ctx.cache["converter"]
+
+
+def transposed_b_cases() -> set[str]:
+    """The Gemm backend cases whose node has transB=1."""
+    from polyglot_lab.conformance import backend_cases
+    return {c.name.removeprefix("test_") for c in backend_cases("Gemm")
+            if any(a.name == "transB" and a.i for a in c.model.graph.node[0].attribute)}
+
+
+def diagnose(group: str, failed: dict[str, str]) -> tuple[str, str]:
+    """What a group's failures most likely mean: (message, hint)."""
+    if group == "gemm" and failed and set(failed) <= transposed_b_cases():
+        return ("Gemm ignores transB: only the cases with a transposed B fail. PyTorch's Linear exports as Gemm with "
+                "transB=1, so the model's weights go in the wrong orientation.",
+                "tf.matmul(a, b, transpose_a=bool(transA), transpose_b=bool(transB))")
+    if group in ("conv", "pool"):
+        why = " ".join(failed.values())
+        if any(word in why for word in ("depth", "Depth", "shape", "dimension")):
+            return (f"{'Conv' if group == 'conv' else 'MaxPool'} gets the layout wrong: an NCHW tensor (ONNX's layout) "
+                    "fed to an NHWC op (TensorFlow's CPU layout) convolves or pools over the wrong axes.",
+                    "tf.transpose(x, [0, 2, 3, 1]) before, tf.transpose(y, [0, 3, 1, 2]) after; the kernel "
+                    "OIHW -> HWIO with tf.transpose(w, [2, 3, 1, 0]).")
+    hints = {"gemm": "alpha * op(A) @ op(B) + beta * C", "conv": "pads are [top, left, bottom, right]: tf.pad, then VALID",
+             "pool": "pad with -inf before a VALID max_pool2d", "reshape": "0 copies a dimension unless allowzero=1"}
+    return f"The {', '.join(GROUPS[group])} handler fails ONNX's own test cases.", hints[group]
+
+
+def _conformance_check(group: str):
+    def check(ctx: CheckContext):
+        table = converter_run(ctx)["conformance"]
+        failed = {case: why for op in GROUPS[group] for case, why in table.get(op, {}).get("failed", {}).items()}
+        passed = sum(len(table.get(op, {}).get("passed", [])) for op in GROUPS[group])
+        if failed:
+            message, hint = diagnose(group, failed)
+            example = next(iter(failed.items()))
+            raise CheckFailed(message, expected=f"all {passed + len(failed)} backend cases pass",
+                              found=f"{len(failed)} fail, e.g. {example[0]}: {example[1]}", hint=hint)
+        return f"{passed}/{passed} ONNX backend cases of {', '.join(GROUPS[group])} pass"
+    check.__name__ = f"conformance_{group}"
+    return check
+
+
+for _group in GROUPS:
+    registry.check("converter", _group)(_conformance_check(_group))
+
+
+@registry.check("converter", "model_parity")
+def converter_model_parity(ctx: CheckContext):
+    worst = 0.0
+    for i, found in enumerate(converter_run(ctx)["models"]):
+        if "error" in found:
+            raise CheckFailed(f"Converting a convnet the grader exported failed: {found['error']}",
+                              hint="Run every node in order; look each input up among the constants and the values "
+                                   "computed so far.")
+        for got, expected in zip(found["outputs"], found["expected"]):
+            if not close(got, expected):
+                raise CheckFailed(f"The converted model differs from ONNX Runtime on a convnet of the grader's "
+                                  f"(batch {len(expected)}).", expected="max abs diff <= 1e-05",
+                                  found=f"max abs diff {max_diff(got, expected):.3g}" if np.shape(got) == expected.shape
+                                  else describe_array(got))
+            worst = max(worst, max_diff(got, expected))
+    return f"matches ONNX Runtime on two convnets of other widths, at batch 1 and another (max abs diff {worst:.1e})"
+
+
+@registry.check("converter", "dynamic_batch")
+def converter_dynamic_batch(ctx: CheckContext):
+    for found in converter_run(ctx)["models"]:
+        if "error" not in found and found["signature"] and found["signature"][0][0] is not None:
+            raise CheckFailed("serve's input signature fixes the batch size.", expected="[None, 64]",
+                              found=str(found["signature"][0]),
+                              hint="Take the ONNX input's symbolic dimension (dim_param) as None in the TensorSpec.")
+    return "serve takes any batch size"
+
+
+# -- XLA -----------------------------------------------------------------------------------------
+@registry.inputs("xla")
+def xla_inputs(ctx: CheckContext) -> dict:
+    from polyglot_lab.data import digits
+    X, _ = digits()
+    return {"X": X[ctx.rng("xla").choice(len(X), size=int(ctx.rng("xla_n").integers(5, 60)), replace=False)]}
+
+
+@registry.check("xla", "jit_compiled")
+def xla_jit_compiled(ctx: CheckContext):
+    if not ctx.outputs("xla")["jit_compile"]:
+        raise CheckFailed("xla_serve is not compiled with XLA.", expected="tf.function(..., jit_compile=True)",
+                          found="jit_compile off")
+    return "tf.function(jit_compile=True)"
+
+
+@registry.check("xla", "parity")
+def xla_parity(ctx: CheckContext):
+    found, expected = ctx.outputs("xla")["logits"], reference_logits(ctx, xla_inputs(ctx)["X"])
+    if not close(found, expected):
+        raise CheckFailed("The XLA-compiled function differs from ONNX Runtime.", expected="max abs diff <= 1e-05",
+                          found=f"max abs diff {max_diff(found, expected):.3g}" if np.shape(found) == expected.shape
+                          else describe_array(found))
+    return f"XLA matches ONNX Runtime (max abs diff {max_diff(found, expected):.1e})"
+
+
+@registry.check("xla", "report")
+def xla_report(ctx: CheckContext):
+    report = ctx.outputs("xla")["report"]
+    ratio, diff = report.get("speed_ratio"), report.get("max_abs_diff")
+    if ratio is None or diff is None or not (0 < ratio < 1000 and math.isfinite(ratio)) or not 0 <= diff < 1e-3:
+        raise CheckFailed("xla_report is missing a number or holds an implausible one.",
+                          expected="{'max_abs_diff': small, 'speed_ratio': plain time / XLA time > 0}", found=str(report))
+    return f"XLA speed ratio {ratio:.2f} measured in the notebook"
+
+
+# -- SavedModel ------------------------------------------------------------------------------------
+def serving_signature(ctx: CheckContext):
+    if "signature" not in ctx.cache:
+        import tensorflow as tf
+
+        path = ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR])
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise CheckFailed(f"{SAVEDMODEL_DIR} does not load: {type(exc).__name__}: {str(exc)[:200]}",
+                              hint=HINTS[SAVEDMODEL_DIR]) from None
+        if "serving_default" not in loaded.signatures:
+            raise CheckFailed(f"{SAVEDMODEL_DIR} has no serving_default signature.", found=str(list(loaded.signatures)),
+                              hint=HINTS[SAVEDMODEL_DIR])
+        ctx.cache["signature"] = (loaded, loaded.signatures["serving_default"])
+    return ctx.cache["signature"][1]
+
+
+@registry.check("saved_model", "names")
+def saved_model_names(ctx: CheckContext):
+    signature = serving_signature(ctx)
+    inputs, outputs = sorted(signature.structured_input_signature[1]), sorted(signature.structured_outputs)
+    if inputs != ["pixels"] or outputs != ["logits"]:
+        raise CheckFailed("The serving signature's tensors are not named as asked: clients call them by name.",
+                          expected="input 'pixels', output 'logits'", found=f"inputs {inputs}, outputs {outputs}",
+                          hint="tf.TensorSpec([None, 64], tf.float32, name='pixels'); return {'logits': ...}")
+    return "input 'pixels', output 'logits'"
+
+
+@registry.check("saved_model", "dynamic_batch")
+def saved_model_dynamic_batch(ctx: CheckContext):
+    specs = serving_signature(ctx).structured_input_signature[1]
+    shape = next(iter(specs.values())).shape.as_list() if specs else None
+    if not shape or shape[0] is not None:
+        raise CheckFailed("The signature fixes the batch size.", expected="[None, 64]", found=str(shape),
+                          hint="An input_signature with None as the first dimension.")
+    return f"input shape {shape}"
+
+
+def savedmodel_logits(ctx: CheckContext, X: np.ndarray, device: str | None = None) -> np.ndarray:
+    import tensorflow as tf
+    signature = serving_signature(ctx)
+    name = next(iter(signature.structured_input_signature[1]))
+    with tf.device(device or "/CPU:0"):
+        out = signature(**{name: tf.constant(np.ascontiguousarray(X, np.float32))})
+    return np.asarray(next(iter(out.values())), np.float64)
+
+
+@registry.check("saved_model", "parity")
+def saved_model_parity(ctx: CheckContext):
+    X, _ = holdout_digits()
+    found, expected = savedmodel_logits(ctx, X), reference_logits(ctx, X)
+    if not close(found, expected):
+        raise CheckFailed("The SavedModel's outputs differ from ONNX Runtime's on the grader's held-out digits.",
+                          expected="max abs diff <= 1e-05", found=f"max abs diff {max_diff(found, expected):.3g}")
+    return f"matches ONNX Runtime on {len(X)} held-out rows (max abs diff {max_diff(found, expected):.1e})"
+
+
+@registry.check("saved_model", "gpu_parity")
+def saved_model_gpu_parity(ctx: CheckContext):
+    import tensorflow as tf
+    if not tf.config.list_physical_devices("GPU"):
+        raise CheckSkipped("TensorFlow sees no GPU here")
+    X, _ = holdout_digits()
+    found, expected = savedmodel_logits(ctx, X, "/GPU:0"), savedmodel_logits(ctx, X)
+    if not close(found, expected, 1e-4):
+        raise CheckFailed("The SavedModel gives other outputs on the GPU.", expected="max abs diff <= 1e-4",
+                          found=f"max abs diff {max_diff(found, expected):.3g}")
+    return f"the same outputs on the GPU (max abs diff {max_diff(found, expected):.1e})"
+
+
+# -- LiteRT ----------------------------------------------------------------------------------------
+def litert_logits(ctx: CheckContext, name: str, X: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = ctx.artifact(name, "tflite", hint=HINTS[name])
+    try:
+        interpreter = Interpreter(model_path=str(path))
+        entry = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(entry["index"], list(X.shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(entry["index"], np.ascontiguousarray(X, np.float32))
+        interpreter.invoke()
+        return np.asarray(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), np.float64)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"LiteRT cannot run {name} on a batch of {len(X)}: {type(exc).__name__}: {str(exc)[:200]}",
+                          hint=HINTS[name]) from None
+
+
+@registry.check("tflite", "float_parity")
+def tflite_float_parity(ctx: CheckContext):
+    X, _ = holdout_digits()
+    found, expected = litert_logits(ctx, TFLITE_FILE, X), reference_logits(ctx, X)
+    if not close(found, expected, LITERT_ATOL):
+        raise CheckFailed(f"{TFLITE_FILE} differs from ONNX Runtime: is it the float conversion?",
+                          expected=f"max abs diff <= {LITERT_ATOL:g}", found=f"max abs diff {max_diff(found, expected):.3g}",
+                          hint="Leave converter.optimizations empty for the float file.")
+    return f"{TFLITE_FILE} matches ONNX Runtime (max abs diff {max_diff(found, expected):.1e})"
+
+
+@registry.check("tflite", "quantized_smaller")
+def tflite_quantized_smaller(ctx: CheckContext):
+    sizes = {name: ctx.artifact(name, "tflite", hint=HINTS[name]).stat().st_size for name in (TFLITE_FILE, TFLITE_DYNAMIC_FILE)}
+    ratio = sizes[TFLITE_DYNAMIC_FILE] / sizes[TFLITE_FILE]
+    if ratio >= QUANTIZED_SIZE_BAR:
+        raise CheckFailed(f"The quantized LiteRT model is not smaller than the float one{' at all' if ratio >= 1 else ''}.",
+                          expected=f"size ratio < {QUANTIZED_SIZE_BAR}", found=f"{ratio:.2f} ({sizes[TFLITE_DYNAMIC_FILE]:,} "
+                          f"vs {sizes[TFLITE_FILE]:,} bytes)", hint="converter.optimizations = [tf.lite.Optimize.DEFAULT]")
+    return f"{TFLITE_DYNAMIC_FILE} is {ratio:.2f}x the float file's size"
+
+
+@registry.check("tflite", "quantized_accuracy")
+def tflite_quantized_accuracy(ctx: CheckContext):
+    X, y = holdout_digits()
+    reference = float((reference_logits(ctx, X).argmax(1) == y).mean())
+    found = float((litert_logits(ctx, TFLITE_DYNAMIC_FILE, X).argmax(1) == y).mean())
+    if found < reference - ACCURACY_DROP_BAR:
+        raise CheckFailed(f"The quantized LiteRT model's accuracy collapsed: {found:.3f} against {reference:.3f}.",
+                          expected=f">= {reference - ACCURACY_DROP_BAR:.3f}", found=f"{found:.3f}")
+    return f"held-out accuracy {found:.3f} (ONNX Runtime {reference:.3f})"
+
+
+# -- serving ---------------------------------------------------------------------------------------
+SERVE_FEATURES = 5  # not 64: a codec must read the signature
+
+
+def reference_savedmodel(directory: Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A SavedModel of the grader's: 'pixels' (n, 5) -> 'logits' (n, 3) = x @ W + b."""
+    import tensorflow as tf
+
+    W, b = rng.normal(size=(SERVE_FEATURES, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+
+    class Affine(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, SERVE_FEATURES], tf.float32, name="pixels")])
+        def serve(self, pixels):
+            return {"logits": tf.matmul(pixels, W) + b}
+
+    module = Affine()
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve})
+    return W, b
+
+
+BAD_REQUESTS = {
+    "bad JSON": b'{"instances": [[1, 2,',
+    "a body that is not an object": b"[1, 2, 3]",
+    "neither 'instances' nor 'inputs'": {"rows": [[0.0] * SERVE_FEATURES]},
+    "both 'instances' and 'inputs'": {"instances": [[0.0] * SERVE_FEATURES], "inputs": [[0.0] * SERVE_FEATURES]},
+    "a wrong shape": {"instances": [[0.0] * (SERVE_FEATURES + 2)]},
+    "strings for numbers": {"instances": [["a"] * SERVE_FEATURES]},
+    "an oversized batch": {"instances": [[0.0] * SERVE_FEATURES] * 20_000},
+}
+
+
+def serving_session(ctx: CheckContext) -> dict:
+    """Start the server with the learner's codec, send every request once, stop it; the answers, by purpose."""
+    if "serving" not in ctx.cache:
+        import httpx
+
+        from polyglot_lab.serving import Server
+
+        codec = ctx.artifact(CODEC_FILE, "serve", hint=HINTS[CODEC_FILE])
+        model_dir = Path(tempfile.mkdtemp(prefix="polyglot-serve-"))
+        try:
+            rng = ctx.rng("serve")
+            W, b = reference_savedmodel(model_dir / "affine", rng)
+            X = rng.normal(size=(int(rng.integers(2, 9)), SERVE_FEATURES)).astype(np.float32)
+            burst = [rng.normal(size=(int(rng.integers(1, 30)), SERVE_FEATURES)).astype(np.float32) for _ in range(24)]
+
+            def post(body):
+                kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+                try:
+                    response = httpx.post(server.url(":predict"), timeout=60, **kwargs)
+                except httpx.HTTPError as exc:
+                    return {"status": None, "json": None, "error": f"{type(exc).__name__}: {exc}"}
+                try:
+                    payload = response.json()
+                except ValueError:
+                    payload = None
+                return {"status": response.status_code, "json": payload}
+            try:
+                with Server(model_dir / "affine", codec, cwd=ctx.workdir, startup_s=120) as server:
+                    results = {"rows": post({"instances": X.tolist()}), "columns": post({"inputs": {"pixels": X.tolist()}}),
+                               "bad": {what: post(body) for what, body in BAD_REQUESTS.items()}}
+                    with ThreadPoolExecutor(max_workers=8) as pool:
+                        results["burst"] = list(pool.map(lambda rows: post({"instances": rows.tolist()}), burst))
+                    results["alive"] = server.alive()
+            except RuntimeError as exc:
+                raise CheckFailed(f"The server did not start with {CODEC_FILE}: {str(exc)[:400]}",
+                                  hint="serving_codec.py must import on its own and define request_to_tensors and "
+                                       "response_from_tensors.") from None
+            results.update(X=X, expected=X @ W + b, burst_inputs=burst, W=W, b=b)
+            ctx.cache["serving"] = results
+        finally:
+            shutil.rmtree(model_dir, ignore_errors=True)
+    return ctx.cache["serving"]
+
+
+@registry.check("serve", "predictions")
+def serve_predictions(ctx: CheckContext):
+    results = serving_session(ctx)
+    for layout, key in (("rows", "predictions"), ("columns", "outputs")):
+        answer = results[layout]
+        found = (answer["json"] or {}).get(key) if isinstance(answer["json"], dict) else None
+        if answer["status"] != 200 or found is None or not close(np.asarray(found, np.float64), results["expected"]):
+            raise CheckFailed(f"A valid {'row' if layout == 'rows' else 'columnar'} request did not get the model's "
+                              f"answer under '{key}'.", expected=f"200 and '{key}': the model's outputs",
+                              found=f"{answer['status']}: {str(answer['json'])[:200]}",
+                              hint="Read the input names and shapes from `inputs` (the grader serves a model with "
+                                   f"{SERVE_FEATURES} features, not 64).")
+    return "row and columnar requests answered with the model's outputs"
+
+
+@registry.check("serve", "bad_requests")
+def serve_bad_requests(ctx: CheckContext):
+    results = serving_session(ctx)
+    wrong = []
+    for what, answer in results["bad"].items():
+        status = answer["status"]
+        if status is None or not 400 <= status < 500 or not isinstance(answer["json"], dict) or "error" not in answer["json"]:
+            wrong.append(f"{what} answered {status if status is not None else 'nothing (' + answer.get('error', '') + ')'}")
+    if wrong:
+        raise CheckFailed("Some bad requests do not get a 4xx answer with {\"error\": ...}: " + "; ".join(wrong) + ".",
+                          expected="4xx and a JSON error for each bad request", found=f"{len(wrong)} of {len(BAD_REQUESTS)} wrong",
+                          hint="Raise BadRequest('why') for every request you refuse (catch json.JSONDecodeError too); "
+                               "anything else you raise is answered 500, as a bug.")
+    return f"all {len(BAD_REQUESTS)} kinds of bad request get 4xx and a reason"
+
+
+@registry.check("serve", "burst")
+def serve_burst(ctx: CheckContext):
+    results = serving_session(ctx)
+    failures = [i for i, (answer, rows) in enumerate(zip(results["burst"], results["burst_inputs"]))
+                if answer["status"] != 200 or not close(np.asarray((answer["json"] or {}).get("predictions", []), np.float64),
+                                                          rows @ results["W"] + results["b"])]
+    if failures or not results["alive"]:
+        raise CheckFailed("A burst of concurrent requests was not answered correctly"
+                          + ("" if results["alive"] else ", and the server died") + ".",
+                          expected=f"{len(results['burst'])} correct answers", found=f"{len(failures)} wrong")
+    return f"{len(results['burst'])} concurrent requests answered correctly"
+
+
+# -- compare -------------------------------------------------------------------------------------
+@registry.check("compare", "latency_table")
+def compare_latency_table(ctx: CheckContext):
+    latency = ctx.outputs("compare")["latency"]
+    missing = [r for r in RUNTIMES if r not in latency or sorted(latency[r]) != ["1", "256"]]
+    if missing:
+        raise CheckFailed(f"latency lacks batch 1 and 256 ratios for: {', '.join(missing)}.", found=str(sorted(latency)),
+                          hint="latency = {runtime: {'1': ratio, '256': ratio}} for " + ", ".join(RUNTIMES))
+    ratios = [v for r in RUNTIMES for v in latency[r].values()]
+    if not all(math.isfinite(v) and v > 0 for v in ratios) or any(abs(v - 1) > 1e-9 for v in latency["onnxruntime"].values()):
+        raise CheckFailed("The ratios must be positive, measured against ONNX Runtime (whose own ratio is 1.0).",
+                          found=str(latency["onnxruntime"]))
+    slowest = max(RUNTIMES, key=lambda r: latency[r]["1"])
+    return f"five runtimes at batch 1 and 256; slowest at batch 1: {slowest} ({latency[slowest]['1']:.1f}x ONNX Runtime)"

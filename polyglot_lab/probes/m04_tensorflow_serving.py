@@ -1,0 +1,20 @@
+"""Probes for module 04 (TensorFlow). The converter, SavedModel, LiteRT files and codec are graded as files."""
+import numpy as np
+
+from polyglot_lab.probe import need
+
+
+def xla(ns, io):
+    import tensorflow as tf
+
+    serve = need(ns, "xla_serve")
+    outputs = serve(tf.constant(io.inputs["X"]))
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs
+    io.save(jit_compile=bool(getattr(serve, "_jit_compile", False)), logits=np.asarray(logits, np.float64),
+            report={str(k): float(v) for k, v in dict(need(ns, "xla_report")).items()})
+
+
+def compare(ns, io):
+    latency = need(ns, "latency")
+    io.save(latency={str(runtime): {str(b): float(r) for b, r in dict(ratios).items()}
+                     for runtime, ratios in dict(latency).items()})
