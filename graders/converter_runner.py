@@ -17,7 +17,10 @@ import numpy as np
 
 
 def first_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+    """The line of an error message that says what went wrong (TensorFlow puts it last, after 'in user code:')."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    line = lines[-1] if lines and lines[0].startswith("in user code") else (lines or [""])[0]
+    return f"{type(exc).__name__}: {line[:300]}"
 
 
 def main(converter_path: str, job_dir: str) -> int:
@@ -37,19 +40,21 @@ def main(converter_path: str, job_dir: str) -> int:
     from polyglot_lab.conformance import conformance
     result["conformance"] = conformance(convert, job["ops"])
     for i, entry in enumerate(job["models"]):
+        found: dict = {}
+        result["models"].append(found)
         try:
             module = convert(str(job_dir / entry["file"]))
-            signature = [list(s.shape.as_list()) for s in module.serve.input_signature]
+            found["signature"] = [list(s.shape.as_list()) for s in module.serve.input_signature]
             outputs = []
             for k, name in enumerate(entry["inputs"]):
-                found = module.serve(np.load(job_dir / name))
-                found = list(found.values())[0] if isinstance(found, dict) else found
+                answer = module.serve(np.load(job_dir / name))
+                answer = list(answer.values())[0] if isinstance(answer, dict) else answer
                 out_name = f"m{i}_y{k}.npy"
-                np.save(job_dir / out_name, np.asarray(found), allow_pickle=False)
+                np.save(job_dir / out_name, np.asarray(answer), allow_pickle=False)
                 outputs.append(out_name)
-            result["models"].append({"signature": signature, "outputs": outputs})
+            found["outputs"] = outputs
         except Exception as exc:  # noqa: BLE001
-            result["models"].append({"error": first_line(exc)})
+            found["error"] = first_line(exc)
     (job_dir / "result.json").write_text(json.dumps(result))
     return 0
 
