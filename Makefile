@@ -9,6 +9,7 @@ SUBMISSIONS ?= examples/submissions
 REPORTS    ?= reports
 DEVICE     ?= auto
 MODULES    ?= all
+JOBS       ?= 1
 PORT       ?= 8888
 SERVE_PORT ?= 8501
 NAME       ?= digits
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 grade: $(STAMP)
-	$(PY) -m graders grade --submissions "$(SUBMISSIONS)" --reports "$(REPORTS)" --device "$(DEVICE)" --modules "$(MODULES)"
+	$(PY) -m graders grade --submissions "$(SUBMISSIONS)" --reports "$(REPORTS)" --device "$(DEVICE)" --modules "$(MODULES)" --jobs "$(JOBS)" $(if $(FRESH),--no-resume,)
 
 test: $(STAMP)
 	$(PY) -m pytest

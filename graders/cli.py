@@ -34,6 +34,7 @@ def cmd_grade(args) -> int:
     from graders.grade import discover_learners, grade_class
     from graders.reports import write_class_reports, write_learner_reports
     from graders.results import format_points
+    from graders.store import ResultStore
 
     console = Console(stderr=False)
     try:
@@ -65,7 +66,9 @@ def cmd_grade(args) -> int:
             write_learner_reports(reports, learner_result)
             write_class_reports(reports, done, module_ids)  # rewritten atomically after every learner
 
-        results = grade_class(submissions, modules, device, on_result=on_result, on_learner=on_learner)
+        store = None if args.no_resume else ResultStore(reports / "grades.sqlite")
+        results = grade_class(submissions, modules, device, on_result=on_result, on_learner=on_learner,
+                              jobs=max(1, args.jobs), store=store)
     table = Table(title=f"Class summary ({time.monotonic() - started:.0f} s)")
     table.add_column("learner")
     for module in modules:
@@ -129,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--reports", default="reports")
     grade.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     grade.add_argument("--modules", default="all", help="comma-separated module ids, or all")
+    grade.add_argument("--jobs", type=int, default=1, help="grade this many notebooks at once (worker processes)")
+    grade.add_argument("--no-resume", action="store_true",
+                       help="grade everything again, ignoring results kept in <reports>/grades.sqlite")
     grade.set_defaults(fn=cmd_grade)
     verify = sub.add_parser("verify", help="every master scores full marks, every learner edition zero")
     verify.add_argument("--modules", default="all")

@@ -120,23 +120,70 @@ def discover_learners(submissions: Path) -> list[str]:
     return sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _grade_task(task: tuple) -> ModuleResult:
+    """One (learner, module) of a class, in a worker process; the executed notebook stays behind."""
+    path, spec, learner, device, seed = task
+    result = grade_module(path, spec, learner, device, seed=seed)
+    result.notebook = None
+    return result
+
+
 def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
                 on_result: Callable[[ModuleResult], None] | None = None,
-                on_learner: Callable[[LearnerResult], None] | None = None) -> list[LearnerResult]:
+                on_learner: Callable[[LearnerResult], None] | None = None,
+                jobs: int = 1, store=None) -> list[LearnerResult]:
+    """Grade every learner's notebooks. With a ResultStore, results graded before under the same submission and
+    grader version are reused (a killed run resumes); `jobs` > 1 grades in that many worker processes.
+    Seeds derive from the submission's content, so serial, parallel and resumed runs agree."""
+    from graders.store import content_hash, derived_seed
+
     modules = list(modules)
-    results = []
-    for learner in discover_learners(submissions):
-        graded = []
+    learners = discover_learners(submissions)
+    done: dict[tuple[str, str], ModuleResult] = {}
+    pending: list[tuple[tuple, str]] = []
+    for learner in learners:
         for spec in modules:
-            result = grade_module(submissions / learner / spec.notebook_name, spec, learner, device)
-            graded.append(result)
+            path = submissions / learner / spec.notebook_name
+            digest = content_hash(path)
+            cached = store.get(learner, spec.id, device, digest) if store else None
+            if cached is not None:
+                done[(learner, spec.id)] = cached
+            else:
+                task = (path if path.exists() else None, spec, learner, device, derived_seed(digest, spec.id))
+                pending.append((task, digest))
+
+    reported: set[str] = set()
+
+    def report(result: ModuleResult | None = None, digest: str | None = None) -> None:
+        if result is not None:
+            done[(result.learner, result.module)] = result
+            if store:
+                store.put(result, device, digest)
             if on_result:
                 on_result(result)
-        learner_result = LearnerResult(learner, graded)
-        results.append(learner_result)
-        if on_learner:
-            on_learner(learner_result)
-    return results
+        for learner in learners:
+            if learner not in reported and all((learner, m.id) in done for m in modules):
+                reported.add(learner)
+                if on_learner:
+                    on_learner(LearnerResult(learner, [done[(learner, m.id)] for m in modules]))
+
+    for cached in list(done.values()):
+        if on_result:
+            on_result(cached)
+    report()
+    if jobs <= 1:
+        for task, digest in pending:
+            report(_grade_task(task), digest)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn, not fork: the parent may hold TensorFlow/torch state that does not survive a fork
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_grade_task, task): digest for task, digest in pending}
+            for future in as_completed(futures):
+                report(future.result(), futures[future])
+    return [LearnerResult(learner, [done[(learner, m.id)] for m in modules]) for learner in learners]
 
 
 def check_in_place(spec: ModuleSpec, exercise_id: str, namespace: dict, workdir: Path, device: str,

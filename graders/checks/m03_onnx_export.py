@@ -241,7 +241,7 @@ def export_parity(ctx: CheckContext):
                               hint="Export the model itself; apply softmax where probabilities are needed.")
         if not close(found, expected):
             raise CheckFailed(f"ONNX Runtime's outputs differ from PyTorch's at batch size {size}.",
-                              expected=f"max abs diff <= 1e-05 (relative to the logits' scale)",
+                              expected="max abs diff <= 1e-05 (relative to the logits' scale)",
                               found=f"max abs diff {max_diff(found, expected):.3g}",
                               hint="Export the trained model in eval mode; do not change it between saving "
                                    f"{STATE_FILE} and exporting.")

@@ -1,0 +1,88 @@
+"""Nothing graded twice, nothing lost: results kept in SQLite by submission and grader version; a killed run
+resumes; parallel grading (worker processes) gives the serial results."""
+import nbformat
+import pytest
+
+import graders.grade as grade
+import graders.store as store
+from conftest import SOLVED_TOY, make_notebook
+from graders.store import ResultStore
+
+
+def summary(results):
+    return [(m.learner, c.exercise, c.check, c.status, c.score, c.message) for r in results for m in r.modules
+            for c in m.checks]
+
+
+@pytest.fixture
+def classroom(tmp_path, toy_spec):
+    """Three learners: one solved, one with `double` wrong, one who submitted nothing."""
+    folder = tmp_path / "submissions"
+    wrong = [(s.replace("2 * x", "3 * x"), t) for s, t in SOLVED_TOY]
+    for learner, cells in (("ann", SOLVED_TOY), ("bob", wrong), ("cat", None)):
+        (folder / learner).mkdir(parents=True)
+        if cells:
+            nbformat.write(make_notebook(cells), folder / learner / toy_spec.notebook_name)
+    return folder
+
+
+def graded(classroom, toy_spec, db, **kwargs):
+    return grade.grade_class(classroom, [toy_spec], "cpu", store=ResultStore(db), **kwargs)
+
+
+def forbid_grading(monkeypatch):
+    def fail(task):
+        raise AssertionError(f"graded again: {task[2]}")
+    monkeypatch.setattr(grade, "_grade_task", fail)
+
+
+def test_unchanged_submissions_are_not_graded_twice(classroom, toy_spec, tmp_path, monkeypatch):
+    first = graded(classroom, toy_spec, tmp_path / "grades.sqlite")
+    assert [r.score for r in first] == [first[0].max_score, first[0].max_score - 2, 0]
+    forbid_grading(monkeypatch)
+    assert summary(graded(classroom, toy_spec, tmp_path / "grades.sqlite")) == summary(first)
+
+
+def test_a_changed_submission_or_grader_is_graded_again(classroom, toy_spec, tmp_path, monkeypatch):
+    db = tmp_path / "grades.sqlite"
+    graded(classroom, toy_spec, db)
+    fixed = classroom / "bob" / toy_spec.notebook_name
+    fixed.write_text(fixed.read_text().replace("3 * x", "2 * x"))
+    calls = []
+    real = grade._grade_task
+    monkeypatch.setattr(grade, "_grade_task", lambda task: calls.append(task[2]) or real(task))
+    again = graded(classroom, toy_spec, db)
+    assert calls == ["bob"] and again[1].score == again[0].score
+    calls.clear()
+    monkeypatch.setattr(store, "grader_version", lambda: "a-new-grader")
+    graded(classroom, toy_spec, db)
+    assert sorted(calls) == ["ann", "bob", "cat"]
+
+
+def test_a_killed_run_resumes_where_it_stopped(classroom, toy_spec, tmp_path, monkeypatch):
+    db = tmp_path / "grades.sqlite"
+
+    def killed_after_first(result):
+        raise KeyboardInterrupt  # make grade killed right after its first result was stored
+    with pytest.raises(KeyboardInterrupt):
+        graded(classroom, toy_spec, db, on_result=killed_after_first)
+    calls = []
+    real = grade._grade_task
+    monkeypatch.setattr(grade, "_grade_task", lambda task: calls.append(task[2]) or real(task))
+    results = graded(classroom, toy_spec, db)
+    assert calls == ["bob", "cat"]  # ann's result survived the kill
+    assert [r.learner for r in results] == ["ann", "bob", "cat"]
+
+
+def test_parallel_grading_gives_the_serial_results(classroom, toy_spec, tmp_path):
+    serial = grade.grade_class(classroom, [toy_spec], "cpu", jobs=1)
+    parallel = grade.grade_class(classroom, [toy_spec], "cpu", jobs=2)
+    assert summary(parallel) == summary(serial)
+
+
+def test_seeds_follow_the_submission(classroom):
+    a = store.content_hash(classroom / "ann" / "toy_module.ipynb")
+    b = store.content_hash(classroom / "bob" / "toy_module.ipynb")
+    assert store.derived_seed(a, "toy_module") == store.derived_seed(a, "toy_module")
+    assert store.derived_seed(a, "toy_module") != store.derived_seed(b, "toy_module")
+    assert store.content_hash(classroom / "cat" / "toy_module.ipynb") == store.MISSING
