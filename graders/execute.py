@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from graders.catalogue import ModuleSpec
 from graders.checks import ExecutionFacts
 
 logging.getLogger("traitlets").setLevel(logging.CRITICAL)  # nbclient logs every timeout at ERROR
+# Deprecation notices from the frameworks the checks use are for their developers, not for the instructor's screen.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|copyreg|keras|tensorflow)")
 
 TIMEOUT_ENAME = "CellTimeoutError"
 

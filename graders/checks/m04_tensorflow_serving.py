@@ -59,8 +59,11 @@ def reference_logits(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
 def export_grader_models(ctx: CheckContext, job_dir: Path) -> list[dict]:
     """Convnets of other widths than the notebook's, with weights drawn for this run, exported by the grader;
     with inputs at batch sizes the learner did not use and ONNX Runtime's answers."""
+    import logging
+
     import torch
 
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # one warning per missing torchvision op, every export
     X, _ = holdout_digits()
     rng = ctx.rng("converter_models")
     entries = []
