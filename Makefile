@@ -19,7 +19,7 @@ export KERAS_BACKEND := tensorflow
 export TF_FORCE_GPU_ALLOW_GROWTH := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup grade test verify notebooks check-notebooks lab doctor masters serve clean
+.PHONY: setup grade test verify notebooks check-notebooks lab doctor masters serve gradescope clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ test: $(STAMP)
 serve: $(STAMP)
 	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=<SavedModel dir> [NAME=digits] [SERVE_PORT=8501]"; exit 2; }
 	$(PY) -m polyglot_lab.serving "$(MODEL)" --codec graders/serving_codec.py --name "$(NAME)" --port "$(SERVE_PORT)"
+
+# A Gradescope autograder zip for MODULES (build/gradescope/autograder.zip); see README.
+gradescope: $(STAMP)
+	$(PY) -m graders gradescope --modules "$(MODULES)"
 
 verify: $(STAMP)
 	$(PY) -m graders verify --modules "$(MODULES)"

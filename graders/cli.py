@@ -119,6 +119,24 @@ def cmd_masters(args) -> int:
     return 0
 
 
+def cmd_gradescope(args) -> int:
+    from graders.gradescope import build_bundle
+    path = build_bundle(_modules(args.modules), Path(args.out))
+    print(f"wrote {path} ({path.stat().st_size // 1024} KiB): upload it as the assignment's autograder")
+    return 0
+
+
+def cmd_gradescope_run(args) -> int:
+    from graders.gradescope import error_results, run
+    if args.error:
+        error_results(Path(args.error), "The autograder failed before it could grade this submission; "
+                                        "your instructor has been told. Your files were received.")
+        return 1
+    payload = run(Path(args.submission), Path(args.results), _modules(args.modules))
+    print(payload["output"])
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from graders.doctor import doctor
     return doctor()
@@ -145,6 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     masters = sub.add_parser("masters", help="re-execute the masters in solutions/ in place")
     masters.add_argument("--modules", default="all")
     masters.set_defaults(fn=cmd_masters)
+    bundle = sub.add_parser("gradescope", help="build a Gradescope autograder zip for some modules")
+    bundle.add_argument("--modules", default="all")
+    bundle.add_argument("--out", default="build/gradescope/autograder.zip")
+    bundle.set_defaults(fn=cmd_gradescope)
+    inside = sub.add_parser("gradescope-run", help="(inside Gradescope) grade /autograder/submission")
+    inside.add_argument("--submission")
+    inside.add_argument("--results")
+    inside.add_argument("--modules", default="all")
+    inside.add_argument("--error", help="write a results.json that reports an autograder failure")
+    inside.set_defaults(fn=cmd_gradescope_run)
     doctor = sub.add_parser("doctor", help="versions, devices and providers as a table")
     doctor.set_defaults(fn=cmd_doctor)
     args = parser.parse_args(argv)
