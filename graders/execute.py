@@ -7,6 +7,7 @@ a dead kernel stops the run and costs the exercises not yet probed.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ from nbclient.exceptions import DeadKernelError
 
 from graders.catalogue import ModuleSpec
 from graders.checks import ExecutionFacts
+from graders.limits import Limits, Watchdog
 
 logging.getLogger("traitlets").setLevel(logging.CRITICAL)  # nbclient logs every timeout at ERROR
 # Deprecation notices from the frameworks the checks use are for their developers, not for the instructor's screen.
@@ -37,6 +39,7 @@ class ExecutionReport:
     cell_errors: dict[int, str] = field(default_factory=dict)
     stopped: str | None = None                # why the run ended early, if it did
     duration_s: float = 0.0
+    peak_memory_mb: float = 0.0               # resident size of the kernel's process tree, at its highest
 
 
 def exercise_tags(cell) -> list[tuple[str, str]]:
@@ -83,8 +86,27 @@ def kernel_env(device: str) -> dict[str, str]:
     return env
 
 
+class CappedClient(NotebookClient):
+    """nbclient with a cap on each cell's captured output: 100 MB of prints must not fill the grader's memory."""
+
+    output_cap_bytes = int(Limits.output_mb * 2**20)
+
+    def output(self, outs, msg, display_id, cell_index):
+        sizes = self.__dict__.setdefault("_output_sizes", {})
+        sizes[cell_index] = sizes.get(cell_index, 0) + len(json.dumps(msg.get("content", {}), default=str))
+        if sizes[cell_index] <= self.output_cap_bytes:
+            return super().output(outs, msg, display_id, cell_index)
+        truncated = self.__dict__.setdefault("_truncated", set())
+        if cell_index not in truncated:
+            truncated.add(cell_index)
+            outs.append(nbformat.v4.new_output("stream", name="stderr", text=(
+                f"[output truncated: this cell printed more than {self.output_cap_bytes / 2**20:g} MB]\n")))
+        return None
+
+
 def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
-                       cell_timeout: float | None = None, total_timeout: float | None = None) -> ExecutionReport:
+                       cell_timeout: float | None = None, total_timeout: float | None = None,
+                       limits: Limits | None = None) -> ExecutionReport:
     cell_timeout = cell_timeout or spec.cell_timeout
     total_timeout = total_timeout or spec.total_timeout
     anchors = probe_anchors(nb, spec)
@@ -101,7 +123,8 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
         content = execute_reply["content"]
         last_error.append(content)
 
-    client = NotebookClient(
+    limits = limits or Limits()
+    client = CappedClient(
         nb, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
         interrupt_on_timeout=True,
         error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": f"the cell ran longer than {cell_timeout:.0f} s",
@@ -109,6 +132,7 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
         resources={"metadata": {"path": str(workdir)}}, on_cell_error=on_cell_error,
         record_timing=False, shell_timeout_interval=1,
     )
+    client.output_cap_bytes = int(limits.output_mb * 2**20)
     started = time.monotonic()
     pending = {e.id for e in spec.exercises}
 
@@ -146,9 +170,12 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
                 facts[exercise_id].not_reached = f"checking it ran past the {cell_timeout:.0f} s limit"
             pending.discard(exercise_id)
 
+    watchdog: Watchdog | None = None
     try:
         # The kernel's own stderr (ZMQ/TF start-up chatter) is not the learner's output: that comes over iopub.
         with client.setup_kernel(env=kernel_env(device), cwd=str(workdir), stderr=subprocess.DEVNULL):
+            watchdog = Watchdog(client.km.provisioner.pid, limits)
+            watchdog.start()
             try:
                 for index, cell in enumerate(nb.cells[:scratch]):
                     if cell.cell_type == "code":
@@ -166,6 +193,13 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
         report.stopped = f"the kernel died while running {current[0]} (the notebook crashed or exited)"
     except Exception as exc:  # noqa: BLE001 - a kernel that cannot even start costs this notebook, not the class
         report.stopped = report.stopped or f"the kernel failed: {type(exc).__name__}: {exc}"
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+            watchdog.kill_all()  # whatever the notebook started (servers, forks) goes with it
+            report.peak_memory_mb = watchdog.peak_mb
+            if watchdog.reason:
+                report.stopped = f"the kernel was stopped while running {current[0]}: {watchdog.reason}"
     del nb.cells[scratch]
     for exercise_id in pending:
         facts[exercise_id].not_reached = facts[exercise_id].not_reached or report.stopped or "it was not reached"

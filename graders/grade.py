@@ -53,7 +53,7 @@ def _not_graded(spec: ModuleSpec, learner: str, reason: str, device: str, submit
 
 
 def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", device: str = "cpu",
-                 seed: int | None = None, keep_workdir: Path | None = None) -> ModuleResult:
+                 seed: int | None = None, keep_workdir: Path | None = None, limits=None) -> ModuleResult:
     """Execute one submitted notebook and run its module's checks in this process."""
     if path is None or not Path(path).exists():
         return _not_graded(spec, learner, f"not submitted: {spec.notebook_name} was not found", device, False)
@@ -71,11 +71,12 @@ def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", 
         ctx = CheckContext(workdir, seed, device)
         for exercise_id, make_inputs in registry.input_makers.items():
             probe_io(exercise_id, workdir).write_inputs(**make_inputs(ctx))
-        report = execute_submission(nb, spec, workdir, device=device)
+        report = execute_submission(nb, spec, workdir, device=device, limits=limits)
         ctx.facts = report.facts
         started = time.monotonic()
         result = ModuleResult(learner=learner, module=spec.id, title=spec.title, submitted=True,
-                              stopped=report.stopped, execution_s=report.duration_s, seed=seed)
+                              stopped=report.stopped, execution_s=report.duration_s, seed=seed,
+                              peak_memory_mb=report.peak_memory_mb)
         result.notebook = report.notebook
         result.cell_errors = report.cell_errors
         for exercise in spec.exercises:

@@ -53,6 +53,7 @@ class ModuleResult:
     execution_s: float = 0.0
     grading_s: float = 0.0
     seed: int = 0
+    peak_memory_mb: float = 0.0           # the kernel's process tree at its largest
     cell_errors: dict = field(default_factory=dict)                 # cell index -> "ename: evalue"
     notebook: object = field(default=None, repr=False, compare=False)  # the executed notebook
 

@@ -53,6 +53,7 @@ def module_result_to_dict(result: ModuleResult) -> dict:
     return {"learner": result.learner, "module": result.module, "title": result.title, "submitted": result.submitted,
             "checks": [c.to_dict() for c in result.checks], "stopped": result.stopped, "problem": result.problem,
             "execution_s": result.execution_s, "grading_s": result.grading_s, "seed": result.seed,
+            "peak_memory_mb": result.peak_memory_mb,
             "cell_errors": {str(k): v for k, v in result.cell_errors.items()}}
 
 

@@ -1,0 +1,83 @@
+"""Limits on a graded kernel, enforced from the grader's side: resident memory and number of processes of the
+kernel's whole process tree (watched a few times a second), captured output per cell, and no process left behind
+when the notebook is done. Time limits live in the executor."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int = 8000       # TensorFlow + torch + a model take about 2.5 GB; module 04 adds a server process
+    processes: int = 64         # the kernel and everything it starts
+    output_mb: float = 20.0     # captured output per cell; the rest is dropped with a note
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+class Watchdog(threading.Thread):
+    """Polls the kernel's process tree; past a limit, records why and kills the tree (nbclient then sees a dead kernel)."""
+
+    def __init__(self, pid: int, limits: Limits, interval_s: float = 0.2):
+        super().__init__(daemon=True, name=f"watchdog-{pid}")
+        self.pid, self.limits, self.interval_s = pid, limits, interval_s
+        self.reason: str | None = None
+        self.peak_mb = 0.0
+        self.seen: dict[int, psutil.Process] = {}  # every process of the tree, to kill even after the kernel is gone
+        try:
+            self.group = os.getpgid(pid)
+        except ProcessLookupError:
+            self.group = None
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            tree = process_tree(self.pid)
+            if not tree:
+                return
+            self.seen.update((p.pid, p) for p in tree)
+            resident_mb = 0.0
+            for process in tree:
+                try:
+                    resident_mb += process.memory_info().rss / 2**20
+                except psutil.Error:
+                    pass
+            self.peak_mb = max(self.peak_mb, resident_mb)
+            if resident_mb > self.limits.memory_mb:
+                self.reason = (f"it used {resident_mb:,.0f} MB of memory, over the limit of "
+                               f"{self.limits.memory_mb:,} MB")
+            elif len(tree) > self.limits.processes:
+                self.reason = f"it started {len(tree) - 1} processes, over the limit of {self.limits.processes}"
+            if self.reason:
+                self.kill_all()
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def kill_all(self) -> None:
+        """SIGKILL the kernel's process group and every process seen in its tree (even one that started a session
+        of its own), never the grader's own group."""
+        processes = {**self.seen, **{p.pid: p for p in process_tree(self.pid)}}
+        if self.group is not None and self.group != os.getpgid(0):
+            try:
+                os.killpg(self.group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for process in processes.values():
+            try:
+                if process.is_running():  # psutil compares creation times: a reused PID is left alone
+                    process.kill()
+            except psutil.Error:
+                pass
