@@ -121,3 +121,21 @@ def test_fresh_inputs_each_run(toy_spec, tmp_path):
     first = CheckContext(tmp_path, 1, "cpu").rng("double").normal(size=3)
     second = CheckContext(tmp_path, 2, "cpu").rng("double").normal(size=3)
     assert not np.allclose(first, second)
+
+
+def test_an_old_nbformat_3_notebook_is_graded(grade_toy):
+    """nbformat 3 (worksheets) is converted on reading, not refused."""
+    import json
+
+    import nbformat
+    v3 = nbformat.v3.new_notebook(worksheets=[nbformat.v3.new_worksheet(cells=[
+        nbformat.v3.new_code_cell(input=source, metadata={"tags": tags}) for source, tags in SOLVED_TOY])])
+    result = grade_toy(text=json.dumps(v3))
+    assert result.problem is None and result.score == result.max_score
+
+
+def test_non_utf8_output_does_not_break_grading(grade_toy):
+    import_cell, double, check, answer, artifact = SOLVED_TOY
+    noise = ("import os, sys\nos.write(1, b'\\xff\\xfe raw bytes\\n')\nsys.stdout.write('\\udcff surrogate\\n')", [])
+    result = grade_toy([import_cell, double, check, noise, answer, artifact])
+    assert result.score == result.max_score and result.stopped is None
