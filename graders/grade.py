@@ -123,8 +123,8 @@ def discover_learners(submissions: Path) -> list[str]:
 
 def _grade_task(task: tuple) -> ModuleResult:
     """One (learner, module) of a class, in a worker process; the executed notebook stays behind."""
-    path, spec, learner, device, seed = task
-    result = grade_module(path, spec, learner, device, seed=seed)
+    path, spec, learner, device, seed, limits = task
+    result = grade_module(path, spec, learner, device, seed=seed, limits=limits)
     result.notebook = None
     return result
 
@@ -132,7 +132,7 @@ def _grade_task(task: tuple) -> ModuleResult:
 def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
                 on_result: Callable[[ModuleResult], None] | None = None,
                 on_learner: Callable[[LearnerResult], None] | None = None,
-                jobs: int = 1, store=None) -> list[LearnerResult]:
+                jobs: int = 1, store=None, limits=None) -> list[LearnerResult]:
     """Grade every learner's notebooks. With a ResultStore, results graded before under the same submission and
     grader version are reused (a killed run resumes); `jobs` > 1 grades in that many worker processes.
     Seeds derive from the submission's content, so serial, parallel and resumed runs agree."""
@@ -150,7 +150,7 @@ def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
             if cached is not None:
                 done[(learner, spec.id)] = cached
             else:
-                task = (path if path.exists() else None, spec, learner, device, derived_seed(digest, spec.id))
+                task = (path if path.exists() else None, spec, learner, device, derived_seed(digest, spec.id), limits)
                 pending.append((task, digest))
 
     reported: set[str] = set()
