@@ -10,8 +10,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from graders.catalogue import REPO, CatalogueError, load_catalogue  # noqa: E402
-from graders.generate import GenerateError  # noqa: E402
+from graders.catalogue import REPO, CatalogueError, load_catalogue
+from graders.generate import GenerateError
 
 
 def _modules(selection: str | None):
@@ -27,7 +27,13 @@ def _modules(selection: str | None):
 
 def cmd_grade(args) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
     from rich.table import Table
 
     from graders.devices import DeviceError, resolve_device

@@ -6,12 +6,11 @@ import platform
 
 
 def doctor() -> int:
+    import torch
     from rich.console import Console
     from rich.table import Table
 
     from graders.checks.m00_setup import expected_devices, expected_versions
-
-    import torch
 
     table = Table(title="Polyglot Lab doctor")
     table.add_column("what")

@@ -19,7 +19,7 @@ from graders.catalogue import REPO
 SOLUTIONS, NOTEBOOKS = REPO / "solutions", REPO / "notebooks"
 EXAMPLES = REPO / "examples"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION[ \t]*\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.S | re.M)
+_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION[ \t]*\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
 class GenerateError(ValueError):

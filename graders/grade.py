@@ -6,15 +6,23 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import nbformat
 
 from graders.catalogue import ModuleSpec
 from graders.checks import CheckContext, CheckFailed, CheckSkipped, load_registry
 from graders.execute import execute_submission
-from graders.results import FAILED, NO_DEVICE, PASSED, SKIPPED, CheckResult, LearnerResult, ModuleResult
+from graders.results import (
+    FAILED,
+    NO_DEVICE,
+    PASSED,
+    SKIPPED,
+    CheckResult,
+    LearnerResult,
+    ModuleResult,
+)
 from polyglot_lab.probe import probe_io
 
 

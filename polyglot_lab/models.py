@@ -80,8 +80,8 @@ def digits_net(mean, std, hidden: int = 64):
     """Module 02's DigitsNet built from torch's own layers (same state-dict keys as yours, so module 02's
     digits_custom_state.pt loads into it): raw pixels in, standardised inside, 10 logits out."""
     import torch
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     class ResidualBlock(nn.Module):
         def __init__(self, dim, width):

@@ -7,9 +7,9 @@ success or raises ``CheckFailed`` with what was expected, what was found and a h
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

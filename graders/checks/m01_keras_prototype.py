@@ -5,7 +5,13 @@ import os
 
 import numpy as np
 
-from graders.checks import CheckContext, CheckFailed, Registry, check_holdout_accuracy, describe_array
+from graders.checks import (
+    CheckContext,
+    CheckFailed,
+    Registry,
+    check_holdout_accuracy,
+    describe_array,
+)
 from polyglot_lab.data import digits
 from polyglot_lab.probe import probe_io
 

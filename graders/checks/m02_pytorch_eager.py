@@ -6,8 +6,20 @@ import itertools
 
 import numpy as np
 
-from graders.checks import CheckContext, CheckFailed, Registry, check_holdout_accuracy, describe_array
-from graders.checks.compare import PARITY_ATOL, close, looks_like_probabilities, max_diff, softmax
+from graders.checks import (
+    CheckContext,
+    CheckFailed,
+    Registry,
+    check_holdout_accuracy,
+    describe_array,
+)
+from graders.checks.compare import (
+    PARITY_ATOL,
+    close,
+    looks_like_probabilities,
+    max_diff,
+    softmax,
+)
 from graders.data import holdout_digits
 from polyglot_lab import models
 from polyglot_lab.data import digits

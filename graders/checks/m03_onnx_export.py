@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from graders.checks import CheckContext, CheckFailed, CheckSkipped, Registry, describe_array
+from graders.checks import (
+    CheckContext,
+    CheckFailed,
+    CheckSkipped,
+    Registry,
+    describe_array,
+)
 from graders.checks.compare import close, looks_like_probabilities, max_diff, softmax
 from graders.data import holdout_digits
 from polyglot_lab import models

@@ -3,28 +3,37 @@ on ONNX's backend cases and on models the grader exports itself; SavedModel and 
 learner's codec is served by a real server on 127.0.0.1. Expected values come from ONNX Runtime, in this process."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from graders.checks import CheckContext, CheckFailed, CheckSkipped, Registry, describe_array
+from graders.checks import (
+    CheckContext,
+    CheckFailed,
+    CheckSkipped,
+    Registry,
+    describe_array,
+)
 from graders.checks.compare import close, max_diff
+from graders.checks.converter import (
+    CONVERTER_FILE,
+    check_dynamic_signature,
+    check_model_parity,
+    conformance_check,
+    ort_run,
+)
+from graders.checks.converter import converter_run as run_converter
 from graders.data import holdout_digits
 from polyglot_lab import models
 
 registry = Registry("04_tensorflow_serving")
-CONVERTER_FILE, ONNX_FILE, CODEC_FILE = "onnx_to_tf.py", "digits_cnn.onnx", "serving_codec.py"
+ONNX_FILE, CODEC_FILE = "digits_cnn.onnx", "serving_codec.py"
 SAVEDMODEL_DIR, TFLITE_FILE, TFLITE_DYNAMIC_FILE = "digits_savedmodel", "digits.tflite", "digits_dynamic.tflite"
 GROUPS = {"gemm": ["Gemm"], "conv": ["Conv"], "pool": ["MaxPool"], "reshape": ["Reshape", "Flatten"]}
-RUNNER_TIMEOUT_S = 300
 LITERT_ATOL = 1e-4          # LiteRT's kernels (XNNPACK) sum in another order
 QUANTIZED_SIZE_BAR = 0.6    # int8 weights: about a third of the float file here
 ACCURACY_DROP_BAR = 0.03
@@ -40,9 +49,7 @@ HINTS[TFLITE_DYNAMIC_FILE] = HINTS[TFLITE_FILE] + ", with converter.optimization
 
 
 def ort_predict(onnx_path: Path, X: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    return np.asarray(session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(X, np.float32)})[0], np.float64)
+    return ort_run(onnx_path, np.ascontiguousarray(X, np.float32))
 
 
 def reference_logits(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
@@ -85,33 +92,8 @@ def export_grader_models(ctx: CheckContext, job_dir: Path) -> list[dict]:
 
 
 def converter_run(ctx: CheckContext) -> dict:
-    if "converter" not in ctx.cache:
-        path = ctx.artifact(CONVERTER_FILE, "converter", hint=HINTS[CONVERTER_FILE])
-        job_dir = Path(tempfile.mkdtemp(prefix="polyglot-converter-"))
-        try:
-            entries = export_grader_models(ctx, job_dir)
-            ops = sorted({op for group in GROUPS.values() for op in group})
-            (job_dir / "job.json").write_text(json.dumps(
-                {"ops": ops, "models": [{k: e[k] for k in ("file", "inputs")} for e in entries]}))
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-            try:
-                run = subprocess.run([sys.executable, "-m", "graders.converter_runner", str(path), str(job_dir)],
-                                     cwd=ctx.workdir, env=env, capture_output=True, text=True, timeout=RUNNER_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                raise CheckFailed(f"{CONVERTER_FILE} ran past {RUNNER_TIMEOUT_S} s on the grader's cases.") from None
-            if not (job_dir / "result.json").exists():
-                raise CheckFailed(f"{CONVERTER_FILE} crashed the process that ran it (exit {run.returncode}): "
-                                  f"{run.stderr.strip().splitlines()[-1][:300] if run.stderr.strip() else ''}")
-            result = json.loads((job_dir / "result.json").read_text())
-            if "error" in result:
-                raise CheckFailed(result["error"], hint="The file must import on its own: it runs outside the notebook.")
-            for entry, found in zip(entries, result["models"]):
-                found["expected"] = entry["expected"]
-                found["outputs"] = [np.load(job_dir / name, allow_pickle=False) for name in found.get("outputs", [])]
-            ctx.cache["converter"] = result
-        finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
-    return ctx.cache["converter"]
+    return run_converter(ctx, [op for group in GROUPS.values() for op in group], export_grader_models,
+                         HINTS[CONVERTER_FILE])
 
 
 def transposed_b_cases() -> set[str]:
@@ -139,51 +121,19 @@ def diagnose(group: str, failed: dict[str, str]) -> tuple[str, str]:
     return f"The {', '.join(GROUPS[group])} handler fails ONNX's own test cases.", hints[group]
 
 
-def _conformance_check(group: str):
-    def check(ctx: CheckContext):
-        table = converter_run(ctx)["conformance"]
-        failed = {case: why for op in GROUPS[group] for case, why in table.get(op, {}).get("failed", {}).items()}
-        passed = sum(len(table.get(op, {}).get("passed", [])) for op in GROUPS[group])
-        if failed:
-            message, hint = diagnose(group, failed)
-            example = next(iter(failed.items()))
-            raise CheckFailed(message, expected=f"all {passed + len(failed)} backend cases pass",
-                              found=f"{len(failed)} fail, e.g. {example[0]}: {example[1]}", hint=hint)
-        return f"{passed}/{passed} ONNX backend cases of {', '.join(GROUPS[group])} pass"
-    check.__name__ = f"conformance_{group}"
-    return check
-
-
-for _group in GROUPS:
-    registry.check("converter", _group)(_conformance_check(_group))
+for _group, _ops in GROUPS.items():
+    registry.check("converter", _group)(conformance_check(_ops, converter_run,
+                                                          lambda failed, group=_group: diagnose(group, failed)))
 
 
 @registry.check("converter", "model_parity")
 def converter_model_parity(ctx: CheckContext):
-    worst = 0.0
-    for i, found in enumerate(converter_run(ctx)["models"]):
-        if "error" in found:
-            raise CheckFailed(f"Converting a convnet the grader exported failed: {found['error']}",
-                              hint="Run every node in order; look each input up among the constants and the values "
-                                   "computed so far.")
-        for got, expected in zip(found["outputs"], found["expected"]):
-            if not close(got, expected):
-                raise CheckFailed(f"The converted model differs from ONNX Runtime on a convnet of the grader's "
-                                  f"(batch {len(expected)}).", expected="max abs diff <= 1e-05",
-                                  found=f"max abs diff {max_diff(got, expected):.3g}" if np.shape(got) == expected.shape
-                                  else describe_array(got))
-            worst = max(worst, max_diff(got, expected))
-    return f"matches ONNX Runtime on two convnets of other widths, at batch 1 and another (max abs diff {worst:.1e})"
+    return check_model_parity(converter_run(ctx), "a convnet", "two convnets of other widths, at batch 1 and another")
 
 
 @registry.check("converter", "dynamic_batch")
 def converter_dynamic_batch(ctx: CheckContext):
-    for found in converter_run(ctx)["models"]:
-        if found.get("signature") and found["signature"][0][0] is not None:
-            raise CheckFailed("serve's input signature fixes the batch size.", expected="[None, 64]",
-                              found=str(found["signature"][0]),
-                              hint="Take the ONNX input's symbolic dimension (dim_param) as None in the TensorSpec.")
-    return "serve takes any batch size"
+    return check_dynamic_signature(converter_run(ctx), 1, "[None, 64]", "the batch size")
 
 
 # -- XLA -----------------------------------------------------------------------------------------
@@ -375,11 +325,25 @@ BAD_REQUESTS = {
 }
 
 
+def post(url: str, body) -> dict:
+    """POST a JSON body (or raw bytes); {"status", "json"} of the answer, or an "error" when none came."""
+    import httpx
+
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    try:
+        response = httpx.post(url, timeout=60, **kwargs)
+    except httpx.HTTPError as exc:
+        return {"status": None, "json": None, "error": f"{type(exc).__name__}: {exc}"}
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    return {"status": response.status_code, "json": payload}
+
+
 def serving_session(ctx: CheckContext) -> dict:
     """Start the server with the learner's codec, send every request once, stop it; the answers, by purpose."""
     if "serving" not in ctx.cache:
-        import httpx
-
         from polyglot_lab.serving import Server
 
         codec = ctx.artifact(CODEC_FILE, "serve", hint=HINTS[CODEC_FILE])
@@ -390,23 +354,14 @@ def serving_session(ctx: CheckContext) -> dict:
             X = rng.normal(size=(int(rng.integers(2, 9)), SERVE_FEATURES)).astype(np.float32)
             burst = [rng.normal(size=(int(rng.integers(1, 30)), SERVE_FEATURES)).astype(np.float32) for _ in range(24)]
 
-            def post(body):
-                kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
-                try:
-                    response = httpx.post(server.url(":predict"), timeout=60, **kwargs)
-                except httpx.HTTPError as exc:
-                    return {"status": None, "json": None, "error": f"{type(exc).__name__}: {exc}"}
-                try:
-                    payload = response.json()
-                except ValueError:
-                    payload = None
-                return {"status": response.status_code, "json": payload}
             try:
                 with Server(model_dir / "affine", codec, cwd=ctx.workdir, startup_s=120) as server:
-                    results = {"rows": post({"instances": X.tolist()}), "columns": post({"inputs": {"pixels": X.tolist()}}),
-                               "bad": {what: post(body) for what, body in BAD_REQUESTS.items()}}
+                    url = server.url(":predict")
+                    results = {"rows": post(url, {"instances": X.tolist()}),
+                               "columns": post(url, {"inputs": {"pixels": X.tolist()}}),
+                               "bad": {what: post(url, body) for what, body in BAD_REQUESTS.items()}}
                     with ThreadPoolExecutor(max_workers=8) as pool:
-                        results["burst"] = list(pool.map(lambda rows: post({"instances": rows.tolist()}), burst))
+                        results["burst"] = list(pool.map(lambda rows: post(url, {"instances": rows.tolist()}), burst))
                     results["alive"] = server.alive()
             except RuntimeError as exc:
                 raise CheckFailed(f"The server did not start with {CODEC_FILE}: {str(exc)[:400]}",

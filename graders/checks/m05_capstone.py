@@ -1,0 +1,762 @@
+"""Checks for module 05 (capstone). Every figure is recomputed here from the artifacts the notebook saved, on
+sequences generated at grade time and padded to lengths the notebook did not use: accuracy, the parity matrix
+across seven runtimes, and the report's numbers. Keras on the torch backend runs in its own process."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from graders.checks import (
+    CheckContext,
+    CheckFailed,
+    CheckSkipped,
+    Registry,
+    describe_array,
+)
+from graders.checks.compare import max_diff
+from graders.checks.converter import (
+    CONVERTER_FILE,
+    check_dynamic_signature,
+    check_model_parity,
+    conformance_check,
+    ort_run,
+)
+from graders.checks.converter import converter_run as run_converter
+from graders.reference_transformer import (
+    DIMS,
+    attention_variants,
+    build_keras,
+    ported_state,
+    randomize,
+    torch_model,
+)
+from polyglot_lab.sequences import LENGTHS, first_token_returns
+
+registry = Registry("05_capstone")
+KERAS_FILE, PT2_FILE, ONNX_FILE = "capstone.keras", "capstone.pt2", "capstone.onnx"
+SAVEDMODEL_DIR, TFLITE_FILE, CODEC_FILE, REPORT_FILE = ("capstone_savedmodel", "capstone.tflite", "serving_codec.py",
+                                                        "capstone_report.md")
+RUNTIMES = ("keras_tf", "keras_torch", "torch", "onnxruntime", "tf_savedmodel", "tf_xla", "litert")
+ARTIFACT_OF = {"keras_tf": KERAS_FILE, "keras_torch": KERAS_FILE, "torch": PT2_FILE, "onnxruntime": ONNX_FILE,
+               "tf_savedmodel": SAVEDMODEL_DIR, "tf_xla": SAVEDMODEL_DIR, "litert": TFLITE_FILE}
+TOLERANCE = {runtime: 1e-5 for runtime in RUNTIMES} | {"litert": 1e-4}  # fp32 on a CPU; XNNPACK sums in another order
+ACCURACY_BAR = 0.9
+ACCURACY_SLACK = 0.03      # the report's accuracy, measured on the learner's sequences, against the grader's
+LAYERS = ("token_embedding", "position_embedding", "attention", "norm1", "ff1", "ff2", "norm2", "classifier")
+OTHER_DIMS = {"vocab_size": 15, "max_positions": 24, "d_model": 24, "heads": 3, "ff": 40, "classes": 3}
+HINTS = {
+    KERAS_FILE: "keras_model.save('capstone.keras')",
+    PT2_FILE: "torch.export.save(torch.export.export(net, (tokens,), dynamic_shapes=...), 'capstone.pt2')",
+    ONNX_FILE: "torch.onnx.export(program, ..., 'capstone.onnx', dynamo=True, input_names=['tokens'], "
+               "output_names=['logits'], external_data=False)",
+    CONVERTER_FILE: "Run the %%writefile cell: it writes onnx_to_tf.py into the notebook's folder.",
+    SAVEDMODEL_DIR: "tf.saved_model.save(tf_model, 'capstone_savedmodel', signatures={'serving_default': tf_model.serve})",
+    TFLITE_FILE: "tf.lite.TFLiteConverter.from_saved_model('capstone_savedmodel'), then write converter.convert()",
+    CODEC_FILE: "Run the %%writefile cell: it writes serving_codec.py into the notebook's folder.",
+    REPORT_FILE: "Write the report from the notebook: open('capstone_report.md', 'w').write(markdown)",
+}
+
+
+def pair_tolerance(a: str, b: str, scale: float) -> float:
+    return max(TOLERANCE[a], TOLERANCE[b]) * max(1.0, scale)
+
+
+def grader_sequences(ctx: CheckContext, salt: str, n: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh sequences for this grading run, padded to a length (20..28) the notebook never used."""
+    rng = ctx.rng(salt)
+    return first_token_returns(n, seed=int(rng.integers(2**31)), pad_to=int(rng.integers(LENGTHS[1] + 4, 29)))
+
+
+def fail_if_not_close(found, expected, atol: float, what: str, hint: str | None = None) -> float:
+    found, expected = np.asarray(found, np.float64), np.asarray(expected, np.float64)
+    if found.shape != expected.shape:
+        raise CheckFailed(f"{what}: the outputs have the wrong shape.", expected=str(expected.shape),
+                          found=describe_array(found), hint=hint)
+    diff = max_diff(found, expected)
+    bar = atol * max(1.0, float(np.abs(expected).max()))
+    if not diff <= bar:
+        raise CheckFailed(f"{what}: the outputs differ.", expected=f"max abs diff <= {bar:.2g}",
+                          found=f"max abs diff {diff:.3g}", hint=hint)
+    return diff
+
+
+# -- loading the artifacts -----------------------------------------------------------------------
+def _loaded(ctx: CheckContext, key: str, load):
+    if key not in ctx.cache:
+        ctx.cache[key] = load()
+    return ctx.cache[key]
+
+
+def _load_failed(name: str, exc: Exception) -> CheckFailed:
+    return CheckFailed(f"{name} does not load: {type(exc).__name__}: {str(exc).strip()[:300]}", hint=HINTS[name])
+
+
+def keras_model(ctx: CheckContext):
+    def load():
+        import keras
+        path = ctx.artifact(KERAS_FILE, "keras", hint=HINTS[KERAS_FILE])
+        try:
+            return keras.models.load_model(path)  # safe_mode: no code from the file runs
+        except Exception as exc:  # noqa: BLE001
+            raise _load_failed(KERAS_FILE, exc) from None
+    return _loaded(ctx, "keras_model", load)
+
+
+def keras_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
+    try:
+        return np.asarray(keras_model(ctx).predict(tokens, verbose=0, batch_size=256), np.float64)
+    except CheckFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"{KERAS_FILE} fails on tokens of shape {tokens.shape}: {type(exc).__name__}: "
+                          f"{str(exc).strip()[:300]}", hint="keras.Input((None,), dtype='int32', name='tokens')") from None
+
+
+def keras_torch_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
+    """The same .keras file on Keras's torch backend, in a process of its own."""
+    path = ctx.artifact(KERAS_FILE, "keras", hint=HINTS[KERAS_FILE])
+    scratch = Path(tempfile.mkdtemp(prefix="polyglot-keras-torch-"))
+    try:
+        np.save(scratch / "tokens.npy", tokens)
+        env = {**os.environ, "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}
+        run = subprocess.run([sys.executable, "-m", "graders.keras_runner", str(path), str(scratch / "tokens.npy"),
+                              str(scratch / "logits.npy")], check=False, env=env, capture_output=True, text=True,
+                             timeout=300)
+        if not (scratch / "logits.npy").exists():
+            why = run.stderr.strip().splitlines()[-1][:300] if run.stderr.strip() else f"exit {run.returncode}"
+            raise CheckFailed(f"{KERAS_FILE} does not run on Keras's torch backend: {why}",
+                              hint="Build the model from Keras layers and keras.ops only: no tf.* calls.")
+        return np.load(scratch / "logits.npy", allow_pickle=False).astype(np.float64)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def onnx_input_dims(ctx: CheckContext) -> list:
+    import onnx
+    path = ctx.artifact(ONNX_FILE, "export", hint=HINTS[ONNX_FILE])
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001
+        raise _load_failed(ONNX_FILE, exc) from None
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in dims]
+
+
+def onnx_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
+    """ONNX Runtime on capstone.onnx. A fixed batch or length costs only the dynamic_axes check: the grader runs
+    the file in batches of its size and pads or trims the padding columns to its length."""
+    dims = onnx_input_dims(ctx)
+    batch, length = (d if isinstance(d, int) else None for d in (dims + [None, None])[:2])
+    if length is not None:
+        real = int((tokens != 0).any(0).nonzero()[0].max()) + 1
+        if length < real:
+            raise CheckFailed(f"{ONNX_FILE} takes sequences of exactly {length} tokens: too short for the grader's.",
+                              hint=HINTS[ONNX_FILE])
+        tokens = np.pad(tokens[:, :real], ((0, 0), (0, length - real)))
+    step = batch or len(tokens)
+    path = ctx.artifact(ONNX_FILE, "export", hint=HINTS[ONNX_FILE])
+    try:
+        parts = [ort_run(path, np.resize(tokens[i:i + step], (step, tokens.shape[1])))[:len(tokens[i:i + step])]
+                 for i in range(0, len(tokens), step)]
+    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"{ONNX_FILE} does not run in ONNX Runtime: {type(exc).__name__}: {str(exc)[:300]}",
+                          hint=HINTS[ONNX_FILE]) from None
+    return np.concatenate(parts)
+
+
+def pt2_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
+    import torch
+
+    def load():
+        path = ctx.artifact(PT2_FILE, "export", hint=HINTS[PT2_FILE])
+        try:
+            return torch.export.load(str(path)).module()
+        except Exception as exc:  # noqa: BLE001
+            raise _load_failed(PT2_FILE, exc) from None
+    program = _loaded(ctx, "pt2", load)
+    try:
+        with torch.no_grad():
+            return program(torch.from_numpy(tokens)).numpy().astype(np.float64)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"{PT2_FILE} fails on tokens of shape {tokens.shape}: {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[0][:300]}",
+                          hint="Export with a dynamic batch and length: " + HINTS[PT2_FILE]) from None
+
+
+def serving_signature(ctx: CheckContext):
+    def load():
+        import tensorflow as tf
+        path = ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR])
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise _load_failed(SAVEDMODEL_DIR, exc) from None
+        if "serving_default" not in loaded.signatures:
+            raise CheckFailed(f"{SAVEDMODEL_DIR} has no serving_default signature.", found=str(list(loaded.signatures)),
+                              hint=HINTS[SAVEDMODEL_DIR])
+        return loaded, loaded.signatures["serving_default"]
+    return _loaded(ctx, "savedmodel", load)[1]
+
+
+def savedmodel_logits(ctx: CheckContext, tokens: np.ndarray, xla: bool = False, device: str = "/CPU:0") -> np.ndarray:
+    import tensorflow as tf
+
+    signature = serving_signature(ctx)
+    name = next(iter(signature.structured_input_signature[1]))
+    fn = signature
+    if xla:
+        fn = _loaded(ctx, "savedmodel_xla", lambda: tf.function(lambda **feed: signature(**feed), jit_compile=True))
+    try:
+        with tf.device(device):
+            out = fn(**{name: tf.constant(tokens, tf.int64)})
+    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"{SAVEDMODEL_DIR} fails on tokens of shape {tokens.shape}{' under XLA' if xla else ''}: "
+                          f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}",
+                          hint=HINTS[SAVEDMODEL_DIR]) from None
+    return np.asarray(next(iter(out.values())), np.float64)
+
+
+def litert_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = ctx.artifact(TFLITE_FILE, "saved_model", hint=HINTS[TFLITE_FILE])
+    try:
+        interpreter = Interpreter(model_path=str(path))
+        entry = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(entry["index"], list(tokens.shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(entry["index"], tokens.astype(entry["dtype"]))
+        interpreter.invoke()
+        return np.asarray(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), np.float64)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"LiteRT cannot run {TFLITE_FILE} on tokens of shape {tokens.shape}: {type(exc).__name__}: "
+                          f"{str(exc)[:200]}", hint=HINTS[TFLITE_FILE]) from None
+
+
+RUNNERS = {"keras_tf": keras_logits, "keras_torch": keras_torch_logits, "torch": pt2_logits, "onnxruntime": onnx_logits,
+           "tf_savedmodel": savedmodel_logits, "tf_xla": lambda ctx, t: savedmodel_logits(ctx, t, xla=True),
+           "litert": litert_logits}
+
+
+# -- Keras -----------------------------------------------------------------------------------------
+@registry.check("keras", "saved")
+def keras_saved(ctx: CheckContext):
+    model = keras_model(ctx)
+    shape = [tuple(t.shape) for t in model.inputs]
+    missing = [name for name in LAYERS if name not in {layer.name for layer in model.layers}]
+    if shape != [(None, None)]:
+        raise CheckFailed("The model must take one input of token ids of any batch size and length.",
+                          expected="[(None, None)]", found=str(shape), hint="keras.Input((None,), dtype='int32')")
+    if missing:
+        raise CheckFailed(f"Layers the next exercises rely on are missing or named otherwise: {', '.join(missing)}.",
+                          expected=", ".join(LAYERS), hint="Name each layer: layers.Dense(..., name='ff1').")
+    return f"loads on its own; input {shape[0]}; {model.count_params():,} parameters"
+
+
+@registry.check("keras", "accuracy")
+def keras_accuracy(ctx: CheckContext):
+    tokens, labels = grader_sequences(ctx, "accuracy", n=1000)
+    accuracy = float((keras_logits(ctx, tokens).argmax(1) == labels).mean())
+    if accuracy < ACCURACY_BAR:
+        raise CheckFailed(f"Accuracy on the grader's sequences is under the bar: {accuracy:.3f} < {ACCURACY_BAR}.",
+                          expected=f">= {ACCURACY_BAR}", found=f"{accuracy:.3f} (padded to {tokens.shape[1]})",
+                          hint="Train longer, or check that the mask keeps padding out of attention and pooling.")
+    return f"accuracy {accuracy:.3f} on {len(tokens)} fresh sequences padded to {tokens.shape[1]} (bar {ACCURACY_BAR})"
+
+
+@registry.check("keras", "padding")
+def keras_padding(ctx: CheckContext):
+    tokens, _ = grader_sequences(ctx, "padding", n=64)
+    short = tokens[:, :LENGTHS[1]]
+    fail_if_not_close(keras_logits(ctx, tokens), keras_logits(ctx, short), 1e-5,
+                      "More padding changes the model's answer: the mask is ignored somewhere, in the attention "
+                      "(keys that are PAD are attended to) or in the pooling (PAD positions are averaged in)",
+                      hint="attention_mask of shape (batch, 1, length), True for real tokens; a masked mean.")
+    return f"padding to {short.shape[1]} or {tokens.shape[1]} gives the same answers"
+
+
+# -- attention -------------------------------------------------------------------------------------
+ATTENTION_CASES = {"a": (3, 2, 7, 8, "keys"), "b": (2, 3, 6, 4, "full")}
+
+
+@registry.inputs("attention")
+def attention_inputs(ctx: CheckContext) -> dict:
+    rng, inputs = ctx.rng("attention"), {}
+    for case, (batch, heads, length, dim, kind) in ATTENTION_CASES.items():
+        for name in "qkv":
+            inputs[f"{name}_{case}"] = (2.0 * rng.normal(size=(batch, heads, length, dim))).astype(np.float32)
+        if kind == "keys":  # padding: each sequence's last keys are hidden from every query
+            lengths = rng.integers(2, length, batch)
+            mask = np.arange(length)[None, None, None, :] < lengths[:, None, None, None]
+        else:               # any pattern, with at least one visible key for each query
+            mask = rng.random((batch, 1, length, length)) < 0.6
+            mask[..., 0] = True
+        inputs[f"mask_{case}"] = mask
+    return inputs
+
+
+@registry.check("attention", "matches_sdpa")
+def attention_matches_sdpa(ctx: CheckContext):
+    found, inputs = ctx.outputs("attention"), attention_inputs(ctx)
+    for case in ATTENTION_CASES:
+        variants = attention_variants(*(inputs[f"{n}_{case}"] for n in ("q", "k", "v", "mask")))
+        got = np.asarray(found[f"out_{case}"], np.float64)
+        if got.shape == variants["right"].shape and max_diff(got, variants["right"]) <= 1e-5:
+            continue
+        mistake = next((name for name, out in variants.items() if name != "right" and max_diff(got, out) <= 1e-4), None)
+        what = f"Attention is computed with a mistake: {mistake}." if mistake else "Attention differs from scaled dot-product attention."
+        raise CheckFailed(what, expected="softmax(q k^T / sqrt(head_dim), masked) v, max abs diff <= 1e-05",
+                          found=f"max abs diff {max_diff(got, variants['right']):.3g}" if got.shape == variants["right"].shape
+                          else describe_array(got))
+    return "matches scaled dot-product attention on two masked cases"
+
+
+@registry.check("attention", "from_tensors")
+def attention_from_tensors(ctx: CheckContext):
+    used = [c for c in ctx.outputs("attention")["calls"] if "attention" in c]
+    if used:
+        raise CheckFailed(f"attention calls torch's own attention ({', '.join(used)}): write it from tensors.",
+                          hint="q @ k.transpose(-2, -1), masked_fill, softmax, @ v")
+    return "written from tensor operations"
+
+
+# -- port ------------------------------------------------------------------------------------------
+def grader_keras(ctx: CheckContext, case: str):
+    """A Keras transformer of the grader's with weights drawn for this run: 'a' of the course's sizes, 'b' other."""
+    def build():
+        model = build_keras(**(DIMS if case == "a" else OTHER_DIMS))
+        randomize(model, ctx.rng(f"port_{case}"))
+        return model
+    return _loaded(ctx, f"grader_keras_{case}", build)
+
+
+def port_tokens(ctx: CheckContext, case: str) -> np.ndarray:
+    vocab = (DIMS if case == "a" else OTHER_DIMS)["vocab_size"]
+    rng = ctx.rng(f"port_tokens_{case}")
+    tokens = rng.integers(1, vocab, size=(int(rng.integers(5, 20)), int(rng.integers(9, 20)))).astype(np.int64)
+    tokens[:, rng.integers(4, 9):] *= rng.random((len(tokens), 1)) < 0.5  # padding in half the rows
+    return tokens
+
+
+@registry.inputs("port")
+def port_inputs(ctx: CheckContext) -> dict:
+    inputs = {}
+    with tempfile.TemporaryDirectory(prefix="polyglot-port-") as scratch:
+        for case in ("a", "b"):
+            path = Path(scratch) / f"{case}.keras"
+            grader_keras(ctx, case).save(path)
+            inputs[f"keras_{case}_bytes"] = np.frombuffer(path.read_bytes(), np.uint8)
+            inputs[f"tokens_{case}"] = port_tokens(ctx, case)
+    return inputs
+
+
+def diagnose_port(model, state: dict) -> str | None:
+    """Name the mistake in a ported state dict, comparing it with the right layout and known wrong ones."""
+    right, swapped = ported_state(model), ported_state(model, heads_swapped=True)
+    missing = sorted(set(right) - set(state))
+    if missing:
+        return f"the state dict lacks {', '.join(missing[:4])}: keep the layer names of TinyTransformer"
+    wrong = [k for k in right if np.shape(state[k]) != right[k].shape or max_diff(state[k], right[k]) > 1e-6]
+    if not wrong:
+        return ("the weights are all in place, so the forward pass differs: check the attention, the layer norms' "
+                "epsilon (1e-5), the exact GELU and the masked mean")
+    if all(k in ("query.weight", "key.weight", "value.weight", "out.weight", "query.bias", "key.bias", "value.bias")
+           and np.shape(state[k]) == swapped[k].shape and max_diff(state[k], swapped[k]) <= 1e-6 for k in wrong):
+        return ("the attention weights are ported with the heads in the wrong order: (head, head_dim) flattened as "
+                "(head_dim, head)")
+    if all(np.shape(state[k]) == right[k].T.shape and max_diff(state[k], right[k].T) <= 1e-6 for k in wrong):
+        return f"{', '.join(wrong[:3])} not transposed: nn.Linear keeps (out, in), Keras (in, out)"
+    return f"these weights differ from Keras's: {', '.join(wrong[:4])}"
+
+
+def check_port(ctx: CheckContext, case: str) -> str:
+    found = ctx.outputs("port")
+    model, tokens = grader_keras(ctx, case), port_tokens(ctx, case)
+    expected = np.asarray(model.predict(tokens, verbose=0), np.float64)
+    got = np.asarray(found[f"logits_{case}"], np.float64)
+    if got.shape == expected.shape and max_diff(got, expected) <= 1e-5 * max(1.0, float(np.abs(expected).max())):
+        return f"matches Keras (max abs diff {max_diff(got, expected):.1e}) on tokens of shape {tokens.shape}"
+    prefix = f"state_{case}."
+    why = diagnose_port(model, {k[len(prefix):]: v for k, v in found.items() if k.startswith(prefix)})
+    sizes = "" if case == "a" else f" (a model of other sizes: {OTHER_DIMS})"
+    raise CheckFailed(f"The ported model differs from Keras{sizes}: {why}.",
+                      expected="max abs diff <= 1e-05", found=f"max abs diff {max_diff(got, expected):.3g}"
+                      if got.shape == expected.shape else describe_array(got))
+
+
+@registry.check("port", "parity")
+def port_parity(ctx: CheckContext):
+    return check_port(ctx, "a")
+
+
+@registry.check("port", "other_sizes")
+def port_other_sizes(ctx: CheckContext):
+    return check_port(ctx, "b") + f"; sizes {OTHER_DIMS}"
+
+
+# -- export ----------------------------------------------------------------------------------------
+def export_tokens(ctx: CheckContext) -> np.ndarray:
+    return grader_sequences(ctx, "export", n=int(ctx.rng("export_n").integers(3, 40)))[0]
+
+
+@registry.check("export", "dynamic_axes")
+def export_dynamic_axes(ctx: CheckContext):
+    dims = onnx_input_dims(ctx)
+    fixed = [what for what, d in zip(("batch", "sequence length"), dims) if isinstance(d, int)]
+    if len(dims) != 2 or fixed:
+        raise CheckFailed(f"{ONNX_FILE} fixes the {' and the '.join(fixed) or 'shape'} of its input: a fixed "
+                          f"{' and '.join(fixed) or 'shape'} in the export.", expected="['batch', 'length'] (symbolic)",
+                          found=str(dims), hint="dynamic_shapes={'tokens': {0: Dim('batch'), 1: Dim('length', max=32)}}")
+    return f"input dims {dims}"
+
+
+@registry.check("export", "onnx_parity")
+def export_onnx_parity(ctx: CheckContext):
+    tokens = export_tokens(ctx)
+    diff = fail_if_not_close(onnx_logits(ctx, tokens), keras_logits(ctx, tokens), 1e-5,
+                             f"{ONNX_FILE} in ONNX Runtime against {KERAS_FILE}",
+                             hint="Export the model that holds the Keras weights, in eval mode.")
+    return f"matches Keras on tokens of shape {tokens.shape} (max abs diff {diff:.1e})"
+
+
+@registry.check("export", "pt2_parity")
+def export_pt2_parity(ctx: CheckContext):
+    tokens = export_tokens(ctx)
+    diff = fail_if_not_close(pt2_logits(ctx, tokens), keras_logits(ctx, tokens), 1e-5,
+                             f"{PT2_FILE} against {KERAS_FILE}", hint="Export the model that holds the Keras weights.")
+    return f"matches Keras on tokens of shape {tokens.shape} (max abs diff {diff:.1e})"
+
+
+# -- the converter ---------------------------------------------------------------------------------
+GROUPS = {"matmul": ["MatMul"], "transpose": ["Transpose"], "softmax": ["Softmax"], "layer_norm": ["LayerNormalization"],
+          "gather": ["Gather"], "gelu": ["Gelu"]}
+CONVERTER_HINTS = {
+    "matmul": "tf.matmul broadcasts the leading axes; a 1-D operand is a vector (add an axis, then squeeze it).",
+    "transpose": "perm defaults to the reversed axes.",
+    "softmax": "tf.nn.softmax(x, axis=axis), axis defaulting to -1.",
+    "layer_norm": "Normalise over the axes from `axis` to the last; return Y, Mean and InvStdDev = 1/sqrt(var + epsilon).",
+    "gather": "tf.gather(x, indices, axis=axis); negative indices count from the end.",
+    "gelu": "tf.nn.gelu(x, approximate=(approximate == 'tanh')).",
+}
+
+
+def export_grader_transformers(ctx: CheckContext, job_dir: Path) -> list[dict]:
+    """Transformers of two sizes with weights drawn for this run, exported by the grader (dynamic batch and length),
+    with tokens at shapes the notebook did not use and ONNX Runtime's answers."""
+    import logging
+
+    import torch
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    rng, entries = ctx.rng("converter_models"), []
+    for i, dims in enumerate((DIMS, OTHER_DIMS)):
+        torch.manual_seed(int(rng.integers(2**31)))
+        net = torch_model(**dims).eval()
+        path = job_dir / f"m{i}.onnx"
+        example = torch.ones((2, 8), dtype=torch.int64)
+        torch.onnx.export(net, (example,), str(path), dynamo=True, verbose=False, input_names=["tokens"],
+                          output_names=["logits"], external_data=False,
+                          dynamic_shapes={"tokens": {0: torch.export.Dim("batch"),
+                                                     1: torch.export.Dim("length", max=dims["max_positions"])}})
+        inputs, expected = [], []
+        for k, (batch, length) in enumerate(((1, int(rng.integers(3, 7))), (int(rng.integers(5, 30)), 21))):
+            tokens = rng.integers(1, dims["vocab_size"], size=(batch, length)).astype(np.int64)
+            tokens[:, int(rng.integers(2, length)):] *= rng.random((batch, 1)) < 0.5
+            np.save(job_dir / f"m{i}_x{k}.npy", tokens)
+            inputs.append(f"m{i}_x{k}.npy")
+            expected.append(ort_run(path, tokens))
+        entries.append({"file": path.name, "inputs": inputs, "expected": expected})
+    return entries
+
+
+CONVERTER_OPS = ["Add", "Sub", "Mul", "Div", "Gemm", "Reshape", *(op for ops in GROUPS.values() for op in ops)]
+
+
+def converter_run(ctx: CheckContext) -> dict:
+    return run_converter(ctx, CONVERTER_OPS, export_grader_transformers, HINTS[CONVERTER_FILE])
+
+
+def diagnose_converter(group: str, failed: dict[str, str]) -> tuple[str, str]:
+    if group == "softmax" and set(failed) <= {"softmax_axis_0", "softmax_axis_1", "softmax_negative_axis"}:
+        return ("Softmax is taken over the wrong axis: only the cases with an explicit axis fail.",
+                CONVERTER_HINTS[group])
+    return f"The {', '.join(GROUPS[group])} handler fails ONNX's own test cases.", CONVERTER_HINTS[group]
+
+
+for _group, _ops in GROUPS.items():
+    registry.check("converter", _group)(conformance_check(_ops, converter_run,
+                                                          lambda failed, group=_group: diagnose_converter(group, failed)))
+
+
+@registry.check("converter", "model_parity")
+def converter_model_parity(ctx: CheckContext):
+    return check_model_parity(converter_run(ctx), "a transformer",
+                              "two transformers of the grader's, at a batch of 1 and at length 21")
+
+
+@registry.check("converter", "dynamic_shapes")
+def converter_dynamic_shapes(ctx: CheckContext):
+    return check_dynamic_signature(converter_run(ctx), 2, "[None, None]", "the batch size or the length")
+
+
+# -- SavedModel, XLA, LiteRT -----------------------------------------------------------------------
+@registry.check("saved_model", "signature")
+def saved_model_signature(ctx: CheckContext):
+    signature = serving_signature(ctx)
+    inputs, outputs = signature.structured_input_signature[1], sorted(signature.structured_outputs)
+    spec = inputs.get("tokens")
+    if spec is None or len(inputs) != 1 or outputs != ["logits"]:
+        raise CheckFailed("The serving signature's tensors are not named as asked: clients call them by name.",
+                          expected="input 'tokens', output 'logits'", found=f"inputs {sorted(inputs)}, outputs {outputs}")
+    if spec.dtype.name != "int64" or spec.shape.as_list() != [None, None]:
+        raise CheckFailed("'tokens' must be int64 of any batch size and length.", expected="int64 [None, None]",
+                          found=f"{spec.dtype.name} {spec.shape.as_list()}",
+                          hint="Take the ONNX input's symbolic dimensions as None in the TensorSpec.")
+    return "serving_default: tokens int64 [None, None] -> logits"
+
+
+@registry.check("saved_model", "parity")
+def saved_model_parity(ctx: CheckContext):
+    tokens = export_tokens(ctx)
+    expected = onnx_logits(ctx, tokens)
+    plain = fail_if_not_close(savedmodel_logits(ctx, tokens), expected, 1e-5, f"{SAVEDMODEL_DIR} against ONNX Runtime")
+    xla = fail_if_not_close(savedmodel_logits(ctx, tokens, xla=True), expected, 1e-5,
+                            f"{SAVEDMODEL_DIR} compiled with XLA against ONNX Runtime")
+    return f"matches ONNX Runtime on tokens of shape {tokens.shape}: {plain:.1e}, with XLA {xla:.1e}"
+
+
+@registry.check("saved_model", "litert_parity")
+def saved_model_litert_parity(ctx: CheckContext):
+    tokens = export_tokens(ctx)
+    diff = fail_if_not_close(litert_logits(ctx, tokens), onnx_logits(ctx, tokens), TOLERANCE["litert"],
+                             f"{TFLITE_FILE} in LiteRT against ONNX Runtime",
+                             hint="Convert the float model (no optimizations) from the SavedModel.")
+    return f"matches ONNX Runtime on tokens of shape {tokens.shape} (max abs diff {diff:.1e})"
+
+
+@registry.check("saved_model", "gpu_parity")
+def saved_model_gpu_parity(ctx: CheckContext):
+    import tensorflow as tf
+    if not tf.config.list_physical_devices("GPU"):
+        raise CheckSkipped("TensorFlow sees no GPU here")
+    tokens = export_tokens(ctx)
+    diff = fail_if_not_close(savedmodel_logits(ctx, tokens, device="/GPU:0"), savedmodel_logits(ctx, tokens), 1e-4,
+                             "The SavedModel on the GPU against the CPU")
+    return f"the same outputs on the GPU (max abs diff {diff:.1e})"
+
+
+# -- serving ---------------------------------------------------------------------------------------
+@registry.check("serve", "predictions")
+def serve_predictions(ctx: CheckContext):
+    from graders.checks.m04_tensorflow_serving import post
+    from polyglot_lab.serving import Server
+
+    codec = ctx.artifact(CODEC_FILE, "serve", hint=HINTS[CODEC_FILE])
+    model_dir = ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR])
+    tokens = export_tokens(ctx)[:8]
+    expected = onnx_logits(ctx, tokens)
+    try:
+        with Server(model_dir, codec, name="capstone", cwd=ctx.workdir, startup_s=120) as server:
+            answers = {"predictions": post(server.url(":predict"), {"instances": tokens.tolist()}),
+                       "outputs": post(server.url(":predict"), {"inputs": {"tokens": tokens.tolist()}})}
+    except RuntimeError as exc:
+        raise CheckFailed(f"The server did not start with {CODEC_FILE} and {SAVEDMODEL_DIR}: {str(exc)[:400]}",
+                          hint="serving_codec.py must import on its own and define request_to_tensors and "
+                               "response_from_tensors.") from None
+    for key, answer in answers.items():
+        found = answer["json"].get(key) if isinstance(answer["json"], dict) else None
+        if answer["status"] != 200 or found is None:
+            raise CheckFailed(f"A {'row' if key == 'predictions' else 'columnar'} request of token ids did not get "
+                              f"the model's answer under '{key}'.", expected=f"200 and '{key}'",
+                              found=f"{answer['status']}: {str(answer['json'])[:200]}", hint=CODEC_FILE + ": "
+                              "read the dtype (int64) and shape ([None, None]) from `inputs`.")
+        fail_if_not_close(found, expected, 1e-5, f"The '{key}' served")
+    return f"rows and columns of {len(tokens)} sequences answered with the model's logits"
+
+
+# -- the parity matrix -----------------------------------------------------------------------------
+def grader_matrix(ctx: CheckContext) -> dict:
+    """The grader's own matrix: every runtime on the same fresh sequences, from the artifacts."""
+    def compute():
+        tokens, _ = grader_sequences(ctx, "parity", n=64)
+        logits = {runtime: RUNNERS[runtime](ctx, tokens) for runtime in RUNTIMES}
+        scale = max(float(np.abs(v).max()) for v in logits.values())
+        max_abs = [[max_diff(logits[a], logits[b]) for b in RUNTIMES] for a in RUNTIMES]
+        return {"runtimes": list(RUNTIMES), "max_abs": max_abs, "scale": scale, "length": tokens.shape[1]}
+    return _loaded(ctx, "grader_matrix", compute)
+
+
+def learner_matrix(runtimes: list, rows) -> dict[tuple[str, str], float]:
+    return {(a, b): float(rows[i][j]) for i, a in enumerate(runtimes) for j, b in enumerate(runtimes)}
+
+
+def compare_with_grader(found: dict[tuple[str, str], float], what: str, ctx: CheckContext) -> str:
+    grader = grader_matrix(ctx)
+    ours = learner_matrix(grader["runtimes"], grader["max_abs"])
+    off = [(a, b, found[(a, b)], ours[(a, b)]) for a, b in ours if a < b and (a, b) in found
+           and not abs(found[(a, b)] - ours[(a, b)]) <= pair_tolerance(a, b, grader["scale"])]
+    if off:
+        a, b, theirs, mine = off[0]
+        raise CheckFailed(f"{what} does not match the artifacts: {len(off)} pairs differ from the grader's own "
+                          f"measurement, e.g. {a} vs {b}: {theirs:.3g} against the grader's {mine:.3g}.",
+                          expected="each pair within its tolerance of the grader's figure",
+                          found=f"{len(off)} pairs off", hint="Compute the matrix from the saved artifacts, in one run.")
+    worst = max(((a, b) for a, b in ours if a < b), key=lambda p: ours[p])
+    return (f"agrees with the grader's matrix on sequences padded to {grader['length']}; the largest difference is "
+            f"{worst[0]} vs {worst[1]}: {ours[worst]:.1e}")
+
+
+def parity_outputs(ctx: CheckContext) -> tuple[list, dict, dict]:
+    parity = ctx.outputs("parity")["parity"]
+    runtimes = parity["runtimes"]
+    missing = [r for r in RUNTIMES if r not in runtimes]
+    shapes = {key: np.shape(parity[key]) for key in ("max_abs", "max_rel")}
+    if missing or any(shape != (len(runtimes), len(runtimes)) for shape in shapes.values()):
+        raise CheckFailed("The parity matrix is incomplete." + (f" Runtimes missing: {', '.join(missing)}." if missing else ""),
+                          expected=f"runtimes {list(RUNTIMES)}; max_abs and max_rel square, one row per runtime",
+                          found=f"runtimes {runtimes}; shapes {shapes}")
+    return runtimes, learner_matrix(runtimes, parity["max_abs"]), learner_matrix(runtimes, parity["max_rel"])
+
+
+@registry.check("parity", "complete")
+def parity_complete(ctx: CheckContext):
+    runtimes, max_abs, max_rel = parity_outputs(ctx)
+    for name, matrix in (("max_abs", max_abs), ("max_rel", max_rel)):
+        values = np.array(list(matrix.values()))
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise CheckFailed(f"{name} holds negative or non-finite numbers.", found=str(values.tolist())[:200])
+        if any(matrix[(a, a)] != 0 for a in runtimes) or any(matrix[(a, b)] != matrix[(b, a)] for a in runtimes for b in runtimes):
+            raise CheckFailed(f"{name} must be symmetric with zeros on the diagonal: a difference is a distance.",
+                              hint="max_abs[i][j] = max|out_i - out_j|, the same both ways.")
+    return f"{len(runtimes)} runtimes, every pair, symmetric"
+
+
+@registry.check("parity", "within_tolerance")
+def parity_within_tolerance(ctx: CheckContext):
+    _, max_abs, _ = parity_outputs(ctx)
+    scale = grader_matrix(ctx)["scale"]
+    over = [(a, b, v) for (a, b), v in max_abs.items() if a < b and a in TOLERANCE and b in TOLERANCE
+            and not v <= pair_tolerance(a, b, scale)]
+    if over:
+        a, b, v = max(over, key=lambda item: item[2])
+        raise CheckFailed(f"{len(over)} pairs of runtimes disagree beyond their tolerance, the most {a} vs {b}: {v:.3g}.",
+                          expected="1e-5 (1e-4 with LiteRT) times the size of the logits",
+                          hint="A runtime that disagrees has a conversion bug: compare its outputs layer by layer.")
+    return "every pair within its tolerance"
+
+
+@registry.check("parity", "matches_grader")
+def parity_matches_grader(ctx: CheckContext):
+    _, max_abs, _ = parity_outputs(ctx)
+    return compare_with_grader(max_abs, "The parity matrix", ctx)
+
+
+# -- the report ------------------------------------------------------------------------------------
+SECTIONS = ("task", "accuracy", "runtimes", "parity", "known limits")
+NUMBER = r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+
+
+def report_sections(ctx: CheckContext) -> dict[str, str]:
+    """The report's text under each '## ' heading, keyed by the heading in lower case."""
+    text = ctx.artifact(REPORT_FILE, "report", hint=HINTS[REPORT_FILE]).read_text(encoding="utf-8", errors="replace")
+    sections, heading = {}, None
+    for line in text.splitlines():
+        if re.match(r"##(?!#)", line.strip()):
+            heading = line.strip().lstrip("#").strip().lower()
+            sections.setdefault(heading, "")
+        elif heading is not None:
+            sections[heading] += line + "\n"
+    return sections
+
+
+def section(sections: dict[str, str], word: str) -> str:
+    found = next((body for heading, body in sections.items() if word in heading), None)
+    if found is None:
+        raise CheckFailed(f"The report has no section about '{word}'.", expected=f"a '## {word.title()}' heading",
+                          found=", ".join(repr(h) for h in sections if h) or "no headings")
+    return found
+
+
+def table(body: str) -> list[list[str]]:
+    """The first Markdown pipe table in `body`: a list of rows of cells, the header first, without the rule."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in body.splitlines()
+            if line.strip().startswith("|")]
+    return [row for row in rows if not all(re.fullmatch(r":?-{2,}:?", cell) for cell in row if cell)]
+
+
+def number(cell: str) -> float | None:
+    match = re.search(NUMBER, cell.replace("\u2212", "-"))
+    return float(match.group().replace(",", "")) if match else None
+
+
+@registry.check("report", "sections")
+def report_has_sections(ctx: CheckContext):
+    sections = report_sections(ctx)
+    for word in SECTIONS:
+        section(sections, word)
+    empty = [w for w in SECTIONS if not section(sections, w).strip()]
+    if empty:
+        raise CheckFailed(f"These sections of the report are empty: {', '.join(empty)}.")
+    return "task, accuracy, runtimes, parity and known limits"
+
+
+def artifact_size(ctx: CheckContext, runtime: str) -> int:
+    path = ctx.artifact(ARTIFACT_OF[runtime], None)
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
+@registry.check("report", "figures")
+def report_figures(ctx: CheckContext):
+    sections = report_sections(ctx)
+    reported = number(section(sections, "accuracy"))
+    tokens, labels = grader_sequences(ctx, "accuracy", n=1000)
+    accuracy = float((keras_logits(ctx, tokens).argmax(1) == labels).mean())
+    if reported is not None and reported > 1:
+        reported /= 100  # a percentage
+    if reported is None or abs(reported - accuracy) > ACCURACY_SLACK:
+        raise CheckFailed("The report's accuracy does not match the model's.", expected=f"{accuracy:.3f} ± {ACCURACY_SLACK}",
+                          found=str(reported), hint=HINTS[REPORT_FILE] + "; take the figure from the evaluation.")
+    rows = table(section(sections, "runtimes"))
+    header = [h.lower() for h in rows[0]] if rows else []
+    column = next((i for i, h in enumerate(header) if "size" in h), None)
+    if column is None:
+        raise CheckFailed("The runtimes table has no size column.", expected="| runtime | ... | size (bytes) | ... |",
+                          found=" | ".join(header) or "no table")
+    sizes = {row[0].strip("` ").lower(): number(row[column]) for row in rows[1:] if len(row) > column}
+    for runtime in RUNTIMES:
+        actual = artifact_size(ctx, runtime)
+        found = sizes.get(runtime)
+        if found is None or abs(found - actual) > 0.01 * actual:
+            raise CheckFailed(f"The report's size for {runtime} does not match {ARTIFACT_OF[runtime]}.",
+                              expected=f"{actual:,} bytes", found="missing" if found is None else f"{found:,.0f}",
+                              hint="Measure the files the notebook saved: os.path.getsize, or the sum over a folder.")
+    return f"accuracy {reported:.3f} (grader: {accuracy:.3f}) and the sizes of {len(RUNTIMES)} runtimes' artifacts"
+
+
+@registry.check("report", "parity_figures")
+def report_parity_figures(ctx: CheckContext):
+    rows = table(section(report_sections(ctx), "parity"))
+    if not rows:
+        raise CheckFailed("The parity section has no table.", expected="a table with a row and a column per runtime")
+    columns = [c.strip("` ").lower() for c in rows[0]]
+    found = {}
+    for row in rows[1:]:
+        a = row[0].strip("` ").lower()
+        for b, cell in zip(columns[1:], row[1:]):
+            value = number(cell)
+            if value is not None:
+                found[(a, b)] = value
+    missing = [(a, b) for a in RUNTIMES for b in RUNTIMES if a < b and (a, b) not in found and (b, a) not in found]
+    if missing:
+        raise CheckFailed(f"The report's parity table lacks {len(missing)} pairs, e.g. {missing[0][0]} vs {missing[0][1]}.",
+                          expected=f"a row and a column for each of {', '.join(RUNTIMES)}")
+    found.update({(b, a): v for (a, b), v in list(found.items()) if (b, a) not in found})
+    return compare_with_grader(found, "The report's parity table", ctx)
+

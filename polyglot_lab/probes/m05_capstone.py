@@ -1,0 +1,50 @@
+"""Probes for module 05 (capstone). The Keras, exported, converted and LiteRT models are graded as files."""
+import numpy as np
+
+from polyglot_lab.probe import need
+
+
+def attention(ns, io):
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class CallRecorder(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = set()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls.add(getattr(func, "__name__", repr(func)))
+            return func(*args, **(kwargs or {}))
+
+    fn, inputs, outputs = need(ns, "attention"), io.inputs, {}
+    recorder = CallRecorder()
+    with recorder, torch.no_grad():
+        for case in ("a", "b"):
+            q, k, v = (torch.from_numpy(np.ascontiguousarray(inputs[f"{name}_{case}"])) for name in "qkv")
+            outputs[f"out_{case}"] = fn(q, k, v, torch.from_numpy(inputs[f"mask_{case}"]))
+    io.save(calls=sorted(recorder.calls), **outputs)
+
+
+def port(ns, io):
+    import keras
+    import torch
+
+    port_keras_weights, outputs = need(ns, "port_keras_weights"), {}
+    for case in ("a", "b"):
+        path = io.dir / f"grader_{case}.keras"
+        path.write_bytes(np.asarray(io.inputs[f"keras_{case}_bytes"], np.uint8).tobytes())
+        net = port_keras_weights(keras.models.load_model(path))
+        if not isinstance(net, torch.nn.Module):
+            raise TypeError(f"port_keras_weights must return a torch.nn.Module, it returned {type(net).__name__}")
+        with torch.no_grad():
+            outputs[f"logits_{case}"] = net(torch.from_numpy(io.inputs[f"tokens_{case}"]))
+        outputs.update({f"state_{case}.{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()})
+        outputs[f"training_{case}"] = bool(net.training)
+    io.save(**outputs)
+
+
+def parity(ns, io):
+    matrix = dict(need(ns, "parity"))
+    io.save(parity={"runtimes": [str(r) for r in matrix.get("runtimes", [])],
+                    **{key: np.asarray(matrix.get(key, []), np.float64).tolist() for key in ("max_abs", "max_rel")}})
