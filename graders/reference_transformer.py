@@ -124,11 +124,10 @@ def attention_variants(q, k, v, mask) -> dict[str, np.ndarray]:
     def attend(s, m=mask, axis=-1):
         return _softmax(np.where(m, s, -np.inf), axis) @ v
 
-    # where no key is masked in a column, softmax over queries is still defined
-    column_safe = np.where(mask.any(-2, keepdims=True), mask, True)
-    return {"right": attend(scores / scale),
-            "mask ignored": attend(scores / scale, np.ones_like(mask)),
-            "mask inverted": attend(scores / scale, np.where(mask.all(-1, keepdims=True), mask, ~mask)),
-            "softmax over the queries (axis -2) instead of the keys": attend(scores / scale, column_safe, -2),
-            "no scaling by sqrt(head_dim)": attend(scores),
-            "scaled by head_dim instead of its square root": attend(scores / q.shape[-1])}
+    with np.errstate(invalid="ignore"):  # a softmax over a fully masked column is NaN, in torch as here
+        return {"right": attend(scores / scale),
+                "mask ignored": attend(scores / scale, np.ones_like(mask)),
+                "mask inverted": attend(scores / scale, np.where(mask.all(-1, keepdims=True), mask, ~mask)),
+                "softmax over the queries (axis -2) instead of the keys": attend(scores / scale, mask, -2),
+                "no scaling by sqrt(head_dim)": attend(scores),
+                "scaled by head_dim instead of its square root": attend(scores / q.shape[-1])}
