@@ -77,6 +77,13 @@ def conformance_check(ops: list[str], run: Callable[[CheckContext], dict],
     return check
 
 
+def register_conformance_checks(registry, groups: dict[str, list[str]], run: Callable[[CheckContext], dict],
+                                diagnose: Callable[[str, dict[str, str]], tuple[str, str]]) -> None:
+    """converter.<group> for each operator group: its backend cases pass; diagnose(group, failed) names the mistake."""
+    for group, ops in groups.items():
+        registry.check("converter", group)(conformance_check(ops, run, lambda failed, group=group: diagnose(group, failed)))
+
+
 def check_model_parity(result: dict, one: str, summary: str) -> str:
     """Every model the grader exported converts and matches ONNX Runtime on every input; `one` names a model
     ("a convnet"), `summary` all of them."""

@@ -23,8 +23,8 @@ from graders.checks.converter import (
     CONVERTER_FILE,
     check_dynamic_signature,
     check_model_parity,
-    conformance_check,
     ort_run,
+    register_conformance_checks,
 )
 from graders.checks.converter import converter_run as run_converter
 from graders.data import holdout_digits
@@ -121,9 +121,7 @@ def diagnose(group: str, failed: dict[str, str]) -> tuple[str, str]:
     return f"The {', '.join(GROUPS[group])} handler fails ONNX's own test cases.", hints[group]
 
 
-for _group, _ops in GROUPS.items():
-    registry.check("converter", _group)(conformance_check(_ops, converter_run,
-                                                          lambda failed, group=_group: diagnose(group, failed)))
+register_conformance_checks(registry, GROUPS, converter_run, diagnose)
 
 
 @registry.check("converter", "model_parity")

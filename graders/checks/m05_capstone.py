@@ -25,8 +25,8 @@ from graders.checks.converter import (
     CONVERTER_FILE,
     check_dynamic_signature,
     check_model_parity,
-    conformance_check,
     ort_run,
+    register_conformance_checks,
 )
 from graders.checks.converter import converter_run as run_converter
 from graders.reference_transformer import (
@@ -260,15 +260,22 @@ def keras_saved(ctx: CheckContext):
     return f"loads on its own; input {shape[0]}; {model.count_params():,} parameters"
 
 
+def grader_accuracy(ctx: CheckContext) -> tuple[float, int]:
+    """capstone.keras's accuracy on 1,000 fresh sequences, and the length they are padded to."""
+    def measure():
+        tokens, labels = grader_sequences(ctx, "accuracy", n=1000)
+        return float((keras_logits(ctx, tokens).argmax(1) == labels).mean()), tokens.shape[1]
+    return _loaded(ctx, "grader_accuracy", measure)
+
+
 @registry.check("keras", "accuracy")
 def keras_accuracy(ctx: CheckContext):
-    tokens, labels = grader_sequences(ctx, "accuracy", n=1000)
-    accuracy = float((keras_logits(ctx, tokens).argmax(1) == labels).mean())
+    accuracy, length = grader_accuracy(ctx)
     if accuracy < ACCURACY_BAR:
         raise CheckFailed(f"Accuracy on the grader's sequences is under the bar: {accuracy:.3f} < {ACCURACY_BAR}.",
-                          expected=f">= {ACCURACY_BAR}", found=f"{accuracy:.3f} (padded to {tokens.shape[1]})",
+                          expected=f">= {ACCURACY_BAR}", found=f"{accuracy:.3f} (padded to {length})",
                           hint="Train longer, or check that the mask keeps padding out of attention and pooling.")
-    return f"accuracy {accuracy:.3f} on {len(tokens)} fresh sequences padded to {tokens.shape[1]} (bar {ACCURACY_BAR})"
+    return f"accuracy {accuracy:.3f} on 1,000 fresh sequences padded to {length} (bar {ACCURACY_BAR})"
 
 
 @registry.check("keras", "padding")
@@ -491,9 +498,7 @@ def diagnose_converter(group: str, failed: dict[str, str]) -> tuple[str, str]:
     return f"The {', '.join(GROUPS[group])} handler fails ONNX's own test cases.", CONVERTER_HINTS[group]
 
 
-for _group, _ops in GROUPS.items():
-    registry.check("converter", _group)(conformance_check(_ops, converter_run,
-                                                          lambda failed, group=_group: diagnose_converter(group, failed)))
+register_conformance_checks(registry, GROUPS, converter_run, diagnose_converter)
 
 
 @registry.check("converter", "model_parity")
@@ -723,8 +728,7 @@ def artifact_size(ctx: CheckContext, runtime: str) -> int:
 def report_figures(ctx: CheckContext):
     sections = report_sections(ctx)
     reported = number(section(sections, "accuracy"))
-    tokens, labels = grader_sequences(ctx, "accuracy", n=1000)
-    accuracy = float((keras_logits(ctx, tokens).argmax(1) == labels).mean())
+    accuracy, _ = grader_accuracy(ctx)
     if reported is not None and reported > 1:
         reported /= 100  # a percentage
     if reported is None or abs(reported - accuracy) > ACCURACY_SLACK:
