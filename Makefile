@@ -19,7 +19,7 @@ export KERAS_BACKEND := tensorflow
 export TF_FORCE_GPU_ALLOW_GROWTH := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup grade test verify notebooks check-notebooks lab doctor masters serve gradescope clean
+.PHONY: setup grade test bench verify notebooks check-notebooks lab doctor masters serve gradescope clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,12 @@ serve: $(STAMP)
 # A Gradescope autograder zip for MODULES (build/gradescope/autograder.zip); see README.
 gradescope: $(STAMP)
 	$(PY) -m graders gradescope --modules "$(MODULES)"
+
+# Class-grading benchmark: COPIES copies of LEARNER's example submission, JOBS=1 vs 2, kill + resume (reports/bench.json)
+COPIES     ?= 20
+LEARNER    ?= ada
+bench: $(STAMP)
+	$(PY) -m graders bench --copies "$(COPIES)" --learner "$(LEARNER)" --modules "$(MODULES)"
 
 verify: $(STAMP)
 	$(PY) -m graders verify --modules "$(MODULES)"

@@ -10,7 +10,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from graders.catalogue import REPO, CatalogueError, load_catalogue
+from polyglot_lab.catalogue import REPO, CatalogueError, load_catalogue
 from graders.generate import GenerateError
 
 
@@ -38,6 +38,7 @@ def cmd_grade(args) -> int:
 
     from graders.devices import DeviceError, resolve_device
     from graders.grade import discover_learners, grade_class
+    from graders.sandbox import protection
     from graders.reports import write_class_reports, write_learner_reports
     from graders.results import format_points
     from graders.store import ResultStore
@@ -56,6 +57,7 @@ def cmd_grade(args) -> int:
         console.print(f"[red]error:[/] {exc}")
         return 2
     console.print(f"Grading {len(learners)} learner(s) × {len(modules)} module(s) from {submissions} on {device}")
+    console.print(f"Kernels: {protection()}")
     started = time.monotonic()
     done: list = []
     module_ids = [m.id for m in modules]
@@ -92,6 +94,10 @@ def cmd_grade(args) -> int:
         table.add_row(learner.learner, *cells, f"{format_points(learner.score)}/{format_points(learner.max_score)}")
     console.print(table)
     console.print("(!) = the notebook crashed, timed out or could not be read: see the learner's feedback.html")
+    graded = [m for learner in results for m in learner.modules if m.peak_memory_mb]
+    if graded:
+        console.print(f"Peak memory: kernel {max(m.peak_memory_mb for m in graded):,.0f} MB, "
+                      f"grading process {max(m.worker_peak_mb for m in graded):,.0f} MB")
     console.print(f"Reports: {reports}/gradebook.csv, {reports}/junit.xml, {reports}/<learner>/results.json and feedback.html")
     return 0
 
@@ -143,6 +149,18 @@ def cmd_gradescope_run(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from graders.bench import bench
+    modules = _modules(args.modules)
+    print(f"Grading {args.copies} copies of {args.learner}'s submission ({len(modules)} module(s)): "
+          "JOBS=1, JOBS=2, then JOBS=2 killed half-way and resumed")
+    figures = bench(args.learner, args.copies, modules, Path(args.out))
+    for key, value in figures.items():
+        print(f"  {key}: {value}")
+    print(f"wrote {args.out}")
+    return 0 if figures["gradebooks_identical"] and figures["check_verdicts_identical"] else 1
+
+
 def cmd_doctor(args) -> int:
     from graders.doctor import doctor
     return doctor()
@@ -179,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     inside.add_argument("--modules", default="all")
     inside.add_argument("--error", help="write a results.json that reports an autograder failure")
     inside.set_defaults(fn=cmd_gradescope_run)
+    bench = sub.add_parser("bench", help="time a class of copies of one submission: JOBS=1, JOBS=2, kill+resume")
+    bench.add_argument("--learner", default="ada")
+    bench.add_argument("--copies", type=int, default=20)
+    bench.add_argument("--modules", default="all")
+    bench.add_argument("--out", default="reports/bench.json")
+    bench.set_defaults(fn=cmd_bench)
     doctor = sub.add_parser("doctor", help="versions, devices and providers as a table")
     doctor.set_defaults(fn=cmd_doctor)
     args = parser.parse_args(argv)

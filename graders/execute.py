@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -21,9 +23,10 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from graders.catalogue import ModuleSpec
 from graders.checks import ExecutionFacts
 from graders.limits import Limits, Watchdog
+from graders.sandbox import Sandbox, availability, kernel_manager, protection
+from polyglot_lab.catalogue import ModuleSpec
 
 logging.getLogger("traitlets").setLevel(logging.CRITICAL)  # nbclient logs every timeout at ERROR
 # Deprecation notices from the frameworks the checks use are for their developers, not for the instructor's screen.
@@ -40,6 +43,7 @@ class ExecutionReport:
     stopped: str | None = None                # why the run ended early, if it did
     duration_s: float = 0.0
     peak_memory_mb: float = 0.0               # resident size of the kernel's process tree, at its highest
+    protection: str = ""                      # the sandbox, or why there was none
 
 
 def exercise_tags(cell) -> list[tuple[str, str]]:
@@ -106,7 +110,9 @@ class CappedClient(NotebookClient):
 
 def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
                        cell_timeout: float | None = None, total_timeout: float | None = None,
-                       limits: Limits | None = None) -> ExecutionReport:
+                       limits: Limits | None = None, hide: tuple[Path, ...] = ()) -> ExecutionReport:
+    """Run the notebook in a kernel started in workdir (sandboxed where graders/sandbox.py can; `hide`: more
+    folders the kernel must not see) and probe each exercise after its cells."""
     cell_timeout = cell_timeout or spec.cell_timeout
     total_timeout = total_timeout or spec.total_timeout
     anchors = probe_anchors(nb, spec)
@@ -115,7 +121,7 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
         probes_after.setdefault(anchors[exercise.id], []).append(exercise.id)
 
     facts = {e.id: ExecutionFacts() for e in spec.exercises}
-    report = ExecutionReport(notebook=nb, facts=facts)
+    report = ExecutionReport(notebook=nb, facts=facts, protection=protection())
     errors: dict[int, str] = report.cell_errors
     last_error: list[dict] = []
 
@@ -124,8 +130,10 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
         last_error.append(content)
 
     limits = limits or Limits()
+    ipc_dir = Path(tempfile.mkdtemp(prefix="polyglot-kernel-"))
+    sandbox = Sandbox(Path(workdir), ipc_dir, tuple(hide)) if availability() is None else None
     client = CappedClient(
-        nb, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
+        nb, km=kernel_manager(ipc_dir, sandbox), timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
         interrupt_on_timeout=True,
         error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": f"the cell ran longer than {cell_timeout:.0f} s",
                           "traceback": []},
@@ -133,6 +141,7 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
         record_timing=False, shell_timeout_interval=1,
     )
     client.output_cap_bytes = int(limits.output_mb * 2**20)
+    client.owns_km = True  # the manager is ours to give, but nbclient must still shut its kernel down
     started = time.monotonic()
     pending = {e.id for e in spec.exercises}
 
@@ -200,6 +209,7 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
             report.peak_memory_mb = watchdog.peak_mb
             if watchdog.reason:
                 report.stopped = f"the kernel was stopped while running {current[0]}: {watchdog.reason}"
+    shutil.rmtree(ipc_dir, ignore_errors=True)
     del nb.cells[scratch]
     for exercise_id in pending:
         facts[exercise_id].not_reached = facts[exercise_id].not_reached or report.stopped or "it was not reached"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from graders.catalogue import REPO
+from polyglot_lab.catalogue import REPO
 
 SOLUTIONS, NOTEBOOKS = REPO / "solutions", REPO / "notebooks"
 EXAMPLES = REPO / "examples"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import secrets
 import shutil
 import tempfile
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import nbformat
 
-from graders.catalogue import ModuleSpec
 from graders.checks import CheckContext, CheckFailed, CheckSkipped, load_registry
 from graders.execute import execute_submission
 from graders.results import (
@@ -23,6 +23,7 @@ from graders.results import (
     LearnerResult,
     ModuleResult,
 )
+from polyglot_lab.catalogue import ModuleSpec
 from polyglot_lab.probe import probe_io
 
 
@@ -61,8 +62,10 @@ def _not_graded(spec: ModuleSpec, learner: str, reason: str, device: str, submit
 
 
 def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", device: str = "cpu",
-                 seed: int | None = None, keep_workdir: Path | None = None, limits=None) -> ModuleResult:
-    """Execute one submitted notebook and run its module's checks in this process."""
+                 seed: int | None = None, keep_workdir: Path | None = None, limits=None,
+                 hide: tuple[Path, ...] = ()) -> ModuleResult:
+    """Execute one submitted notebook and run its module's checks in this process. The kernel sees a copy of the
+    notebook, never the folder it was submitted in (nor the folders in `hide`)."""
     if path is None or not Path(path).exists():
         return _not_graded(spec, learner, f"not submitted: {spec.notebook_name} was not found", device, False)
     path = Path(path)
@@ -79,18 +82,20 @@ def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", 
         ctx = CheckContext(workdir, seed, device)
         for exercise_id, make_inputs in registry.input_makers.items():
             probe_io(exercise_id, workdir).write_inputs(**make_inputs(ctx))
-        report = execute_submission(nb, spec, workdir, device=device, limits=limits)
+        report = execute_submission(nb, spec, workdir, device=device, limits=limits,
+                                    hide=(path.resolve().parent, *hide))
         ctx.facts = report.facts
         started = time.monotonic()
         result = ModuleResult(learner=learner, module=spec.id, title=spec.title, submitted=True,
                               stopped=report.stopped, execution_s=report.duration_s, seed=seed,
-                              peak_memory_mb=report.peak_memory_mb)
+                              peak_memory_mb=report.peak_memory_mb, protection=report.protection)
         result.notebook = report.notebook
         result.cell_errors = report.cell_errors
         for exercise in spec.exercises:
             for check in exercise.checks:
                 result.checks.append(_run_check(registry, ctx, spec, exercise, check, device))
         result.grading_s = time.monotonic() - started
+        result.worker_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
         return result
     finally:
         if keep_workdir is not None:
@@ -131,8 +136,8 @@ def discover_learners(submissions: Path) -> list[str]:
 
 def _grade_task(task: tuple) -> ModuleResult:
     """One (learner, module) of a class, in a worker process; the executed notebook stays behind."""
-    path, spec, learner, device, seed, limits = task
-    result = grade_module(path, spec, learner, device, seed=seed, limits=limits)
+    path, spec, learner, device, seed, limits, hide = task
+    result = grade_module(path, spec, learner, device, seed=seed, limits=limits, hide=hide)
     result.notebook = None
     return result
 
@@ -148,6 +153,7 @@ def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
 
     modules = list(modules)
     learners = discover_learners(submissions)
+    hide = (submissions.resolve(), *([store.path.resolve().parent] if store else []))  # the class, the results
     done: dict[tuple[str, str], ModuleResult] = {}
     pending: list[tuple[tuple, str]] = []
     for learner in learners:
@@ -158,7 +164,8 @@ def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
             if cached is not None:
                 done[(learner, spec.id)] = cached
             else:
-                task = (path if path.exists() else None, spec, learner, device, derived_seed(digest, spec.id), limits)
+                task = (path if path.exists() else None, spec, learner, device, derived_seed(digest, spec.id), limits,
+                        hide)
                 pending.append((task, digest))
 
     reported: set[str] = set()

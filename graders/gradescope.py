@@ -13,7 +13,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from graders.catalogue import REPO, ModuleSpec
+from polyglot_lab.catalogue import REPO, ModuleSpec
 
 SOURCES = ("graders", "polyglot_lab", "exercises")
 
@@ -67,7 +67,8 @@ def run(submission: Path, results: Path, modules: list[ModuleSpec], device: str 
     from graders.results import LearnerResult
 
     device = resolve_device(device)
-    graded = [grade_module(_find(submission, spec), spec, "submission", device) for spec in modules]
+    graded = [grade_module(_find(submission, spec), spec, "submission", device, hide=(results.parent,))
+              for spec in modules]
     payload = gradescope_results(LearnerResult("submission", graded))
     atomic_write(results, json.dumps(payload, indent=2))
     return payload

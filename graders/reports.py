@@ -102,6 +102,9 @@ def feedback_html(learner: LearnerResult) -> str:
     parts = [f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Feedback for {esc(learner.learner)}</title>",
              f"<style>{_STYLE}</style><body><h1>Feedback for {esc(learner.learner)}</h1>",
              f"<p><strong>Total: {format_points(learner.score)} / {format_points(learner.max_score)}</strong></p>"]
+    protections = sorted({m.protection for m in learner.modules if m.protection})
+    if protections:
+        parts.append(f"<p>Your notebooks ran in a fresh kernel ({esc('; '.join(protections))}).</p>")
     for module in learner.modules:
         parts.append(f"<h2>{esc(module.module)}: {esc(module.title)} "
                      f"({format_points(module.score)} / {format_points(module.max_score)})</h2>")

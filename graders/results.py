@@ -54,6 +54,8 @@ class ModuleResult:
     grading_s: float = 0.0
     seed: int = 0
     peak_memory_mb: float = 0.0           # the kernel's process tree at its largest
+    worker_peak_mb: float = 0.0           # the grading process (checks, reference models) at its largest so far
+    protection: str = ""                  # the kernel's sandbox, or why there was none (graders/sandbox.py)
     cell_errors: dict = field(default_factory=dict)                 # cell index -> "ename: evalue"
     notebook: object = field(default=None, repr=False, compare=False)  # the executed notebook
 

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from graders.catalogue import REPO
+from polyglot_lab.catalogue import REPO
 from graders.results import CheckResult, ModuleResult
 
 MISSING = "missing"
@@ -53,7 +53,8 @@ def module_result_to_dict(result: ModuleResult) -> dict:
     return {"learner": result.learner, "module": result.module, "title": result.title, "submitted": result.submitted,
             "checks": [c.to_dict() for c in result.checks], "stopped": result.stopped, "problem": result.problem,
             "execution_s": result.execution_s, "grading_s": result.grading_s, "seed": result.seed,
-            "peak_memory_mb": result.peak_memory_mb,
+            "peak_memory_mb": result.peak_memory_mb, "worker_peak_mb": result.worker_peak_mb,
+            "protection": result.protection,
             "cell_errors": {str(k): v for k, v in result.cell_errors.items()}}
 
 

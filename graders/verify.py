@@ -5,7 +5,7 @@ zero, and be graded without crashing the grader.
 """
 from __future__ import annotations
 
-from graders.catalogue import REPO, ModuleSpec
+from polyglot_lab.catalogue import REPO, ModuleSpec
 from graders.devices import resolve_device
 from graders.grade import grade_module
 from graders.results import PASSED, SKIPPED, ModuleResult, format_points

@@ -22,7 +22,7 @@ def _fmt(value: float) -> str:
 
 class Notebook:
     def __init__(self, module_id: str, workdir: str | os.PathLike = "."):
-        from graders.catalogue import CATALOGUE_DIR, load_module
+        from polyglot_lab.catalogue import CATALOGUE_DIR, load_module
 
         self.spec = load_module(CATALOGUE_DIR / f"{module_id}.toml")
         self.workdir = Path(workdir)

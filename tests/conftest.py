@@ -18,7 +18,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, str(TOY))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TOY), os.environ.get("PYTHONPATH")]))
 
-from graders.catalogue import REPO, load_catalogue, load_module  # noqa: E402
+from polyglot_lab.catalogue import REPO, load_catalogue, load_module  # noqa: E402
 from graders.grade import grade_module  # noqa: E402
 
 MODULES = list(load_catalogue())

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import MODULES
-from graders.catalogue import CatalogueError, load_catalogue, load_module
+from polyglot_lab.catalogue import CatalogueError, load_catalogue, load_module
 from graders.checks import load_registry
 
 
@@ -18,7 +18,7 @@ def test_every_catalogue_check_is_implemented_and_nothing_else(module, catalogue
 @pytest.mark.parametrize("module", MODULES)
 def test_every_exercise_has_tagged_cells_and_hints(module, catalogue):
     import nbformat
-    from graders.catalogue import REPO
+    from polyglot_lab.catalogue import REPO
     nb = nbformat.read(REPO / "solutions" / f"{module}.ipynb", as_version=4)
     tags = {t for cell in nb.cells for t in cell.metadata.get("tags", [])}
     for exercise in catalogue[module].exercises:

@@ -1,14 +1,21 @@
 """A corpus of hostile and broken submissions, graded together as one class (in parallel, under limits), with
 the expected outcome of each. Every learner gets a row; the damage stays with the exercises a submission broke;
-the honest learners graded beside them are not affected."""
+the honest learners graded beside them are not affected. The attacks on the grader itself (reading the solutions,
+writing its files, the network, signals, a real fork bomb) are graded where the kernel is sandboxed (as root on
+Linux, as in CI); elsewhere they are skipped with the reason, since they would succeed."""
 import json
+import socket
+from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import REPO, SOLVED_TOY, make_notebook, scores
 
-from conftest import SOLVED_TOY, make_notebook, scores
 from graders.grade import grade_class
 from graders.limits import Limits
+from graders.sandbox import availability
+
+PLANTED = "planted-by-a-submission.txt"
 
 IMPORT, DOUBLE, CHECK, ANSWER, ARTIFACT = SOLVED_TOY
 FULL = {"double": 3, "answer": 1, "artifact": 1}
@@ -61,43 +68,144 @@ CORPUS = {
                       {"scores": {**FULL, "answer": 0, "artifact": 0}, "stopped": "processes, over the limit"}),
     "output_flood": (with_cell("for _ in range(100_000):\n    print('y' * 100)"), {"scores": FULL}),
     "non_utf8_output": (with_cell("import os\nos.write(1, b'\\xff\\xfe')\nprint('\\udcff')"), {"scores": FULL}),
-    # not prevented yet (no file-system sandbox, see README); it changes nothing in anyone's grades
-    "writes_outside_its_folder": (with_cell("open('../stolen.txt', 'w').write('x')"), {"scores": FULL}),
+    # the grader copies the notebook alone into the kernel's folder: an artifact must come from the graded run
+    "artifact_beside_notebook": (make_notebook([IMPORT, DOUBLE, CHECK, ANSWER]),
+                                 {"scores": {**FULL, "artifact": 0}, "beside": {"result.txt": "ok"}}),
+    # its own folder (a private /tmp in the sandbox): harmless, and nobody else's grade changes
+    "writes_beside_its_folder": (with_cell("open('../stolen.txt', 'w').write('x')"), {"scores": FULL}),
     "honest_b": (make_notebook(SOLVED_TOY), {"scores": FULL}),
 }
+
+
+def answer_after(attempt: str):
+    """The solved notebook whose `answer` cell first tries something the sandbox forbids."""
+    return make_notebook([IMPORT, DOUBLE, CHECK, (f"{attempt}\nanswer = 42", ["solution:answer"]), ARTIFACT])
+
+
+def lost_answer(error: str) -> dict:
+    return {"scores": {**FULL, "answer": 0}, "cell_error": error, "reason": error}
+
+
+# Graded only where the kernel is sandboxed (graders/sandbox.py): elsewhere these would really read the solutions,
+# write into the repository or kill the grader. CORPUS_DIR and CORPUS_PORT are set by the fixture.
+SANDBOX_CORPUS = {
+    "reads_the_solutions": (answer_after(f"open('{REPO}/solutions/00_setup.ipynb').read()"),
+                            lost_answer("FileNotFoundError")),
+    "imports_the_hidden_checks": (answer_after("import graders.checks.m00_setup"),
+                                  lost_answer("ModuleNotFoundError")),
+    "reads_another_submission": (answer_after("import os\nopen(os.environ['CORPUS_DIR'] + '/honest_a/"
+                                              "toy_module.ipynb').read()"), lost_answer("FileNotFoundError")),
+    "writes_the_grader_files": (answer_after(f"open('{REPO}/tests/{PLANTED}', 'w').write('x')"),
+                                lost_answer("PermissionError")),
+    "reaches_the_network": (answer_after("import os, socket\n"
+                                         "socket.create_connection(('127.0.0.1', int(os.environ['CORPUS_PORT'])))"),
+                            lost_answer("ConnectionRefusedError")),
+    "signals_the_grader": (answer_after("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"),
+                           lost_answer("PermissionError")),
+    "copies_artifact_from_its_folder": (
+        make_notebook([IMPORT, DOUBLE, CHECK, ANSWER, (
+            "import os, shutil\nshutil.copy(os.environ['CORPUS_DIR'] + '/copies_artifact_from_its_folder/result.txt',"
+            " 'result.txt')", ["solution:artifact"])]),
+        {"scores": {**FULL, "artifact": 0}, "cell_error": "FileNotFoundError", "beside": {"result.txt": "ok"}}),
+}
 LIMITS = Limits(memory_mb=600, processes=5, output_mb=1)  # far below what the hostile cells reach
+
+
+def sandboxed() -> bool:
+    return availability() is None
+
+
+def write_class(folder: Path, cases: dict, notebook_name: str) -> None:
+    for learner, (content, expected) in cases.items():
+        (folder / learner).mkdir()
+        path = folder / learner / notebook_name
+        if isinstance(content, nbformat.NotebookNode):
+            nbformat.write(content, path)
+        else:
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        for name, text in expected.get("beside", {}).items():
+            (folder / learner / name).write_text(text)
 
 
 @pytest.fixture(scope="module")
 def graded_corpus(tmp_path_factory, toy_spec):
     folder = tmp_path_factory.mktemp("corpus")
-    for learner, (content, _) in CORPUS.items():
-        (folder / learner).mkdir()
-        path = folder / learner / toy_spec.notebook_name
-        if isinstance(content, nbformat.NotebookNode):
-            nbformat.write(content, path)
-        else:
-            path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    results = grade_class(folder, [toy_spec], "cpu", jobs=2, limits=LIMITS)
+    cases = {**CORPUS, **(SANDBOX_CORPUS if sandboxed() else {})}
+    write_class(folder, cases, toy_spec.notebook_name)
+    with socket.create_server(("127.0.0.1", 0)) as listening, pytest.MonkeyPatch.context() as env:
+        env.setenv("CORPUS_DIR", str(folder))  # the kernels inherit the grader's environment
+        env.setenv("CORPUS_PORT", str(listening.getsockname()[1]))
+        results = grade_class(folder, [toy_spec], "cpu", jobs=2, limits=LIMITS)
     return {r.learner: r.modules[0] for r in results}
 
 
 def test_every_learner_has_a_row(graded_corpus):
-    assert sorted(graded_corpus) == sorted(CORPUS)
+    assert sorted(graded_corpus) == sorted({**CORPUS, **(SANDBOX_CORPUS if sandboxed() else {})})
 
 
-@pytest.mark.parametrize("learner", list(CORPUS))
+def toy_scores(result) -> dict:
+    return {k: scores(result).get(k, 0) for k in FULL}
+
+
+def needs_sandbox():
+    if not sandboxed():
+        pytest.skip(f"the kernel sandbox is not available here: {availability()}")
+
+
+@pytest.mark.parametrize("learner", list(CORPUS) + list(SANDBOX_CORPUS))
 def test_expected_outcome(graded_corpus, learner):
-    result, expected = graded_corpus[learner], CORPUS[learner][1]
+    if learner in SANDBOX_CORPUS:
+        needs_sandbox()
+    result, expected = graded_corpus[learner], {**CORPUS, **SANDBOX_CORPUS}[learner][1]
     if "problem" in expected:
         assert expected["problem"] in (result.problem or "") and result.score == 0
         assert all(c.message for c in result.checks)  # each zero says why
         return
     assert result.problem is None
-    assert {k: scores(result).get(k, 0) for k in FULL} == expected["scores"]
+    assert toy_scores(result) == expected["scores"]
     if "stopped" in expected:
         assert expected["stopped"] in (result.stopped or "")
         lost = [c for c in result.checks if c.exercise in ("answer", "artifact")]
         assert all(expected["stopped"].split(",")[0] in c.message or "not graded" in c.message for c in lost)
     if "cell_error" in expected:
         assert expected["cell_error"] in " ".join(result.cell_errors.values())
+    if "reason" in expected:  # the zero says why, in the learner's terms
+        lost = [c for c in result.checks if c.exercise == "answer"]
+        assert all(expected["reason"] in c.message for c in lost)
+    assert not (REPO / "tests" / PLANTED).exists()
+    if sandboxed():
+        assert result.protection.startswith("sandbox")
+
+
+FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+TEN_GB = "import numpy as np\nhuge = np.ones(10 * 2**30, dtype=np.uint8)"
+
+
+def test_a_real_fork_bomb_and_a_10_gb_allocation_cost_only_what_follows(graded_corpus, tmp_path, toy_spec):
+    # Proof first that the limits are in force in this run: their bounded versions were stopped by them ...
+    assert "processes, over the limit of 5" in graded_corpus["process_spree"].stopped
+    assert "MB of memory, over the limit of 600 MB" in graded_corpus["memory_hog"].stopped
+    # ... and that a sandboxed kernel's user has a task limit, which bounds a fork bomb between two polls.
+    needs_sandbox()
+    import subprocess
+    import sys
+
+    from graders.sandbox import MAX_TASKS, Sandbox
+    sandbox = Sandbox(tmp_path, tmp_path)
+    limit = subprocess.run(sandbox.wrap([sys.executable, "-c", "import resource; "
+                                         "print(resource.getrlimit(resource.RLIMIT_NPROC)[0])"]),
+                           capture_output=True, text=True, check=True).stdout
+    assert int(limit) == MAX_TASKS
+
+    folder = tmp_path / "class"
+    folder.mkdir()
+    write_class(folder, {"fork_bomb": (with_cell(FORK_BOMB), {}), "ten_gb": (with_cell(TEN_GB), {}),
+                         "honest": (make_notebook(SOLVED_TOY), {})}, toy_spec.notebook_name)
+    graded = {r.learner: r.modules[0] for r in grade_class(folder, [toy_spec], "cpu", jobs=1, limits=LIMITS)}
+    after_the_cell = {**FULL, "answer": 0, "artifact": 0}
+    assert "processes, over the limit of 5" in graded["fork_bomb"].stopped
+    assert toy_scores(graded["fork_bomb"]) == after_the_cell
+    assert "MB of memory, over the limit of 600 MB" in graded["ten_gb"].stopped
+    assert toy_scores(graded["ten_gb"]) == after_the_cell
+    assert graded["ten_gb"].peak_memory_mb < 4000  # stopped on the way, far from 10 GB
+    assert toy_scores(graded["honest"]) == FULL

@@ -27,7 +27,7 @@ def test_learner_edition_failures_say_not_done(module, graded_learner_editions):
 
 @pytest.mark.parametrize("module", MODULES)
 def test_master_outputs_validate_like_nbval(module, graded_masters):
-    from graders.catalogue import REPO
+    from polyglot_lab.catalogue import REPO
     import nbformat
     stored = nbformat.read(REPO / "solutions" / f"{module}.ipynb", as_version=4)
     assert mismatched_cells(stored, graded_masters[module].notebook) == []

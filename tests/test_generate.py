@@ -26,7 +26,7 @@ def test_unbalanced_markers_are_an_error():
 
 def test_learner_editions_hold_no_solution_and_no_outputs():
     import nbformat
-    from graders.catalogue import REPO
+    from polyglot_lab.catalogue import REPO
     for path in (REPO / "notebooks").glob("*.ipynb"):
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from graders.catalogue import REPO, load_catalogue
+from polyglot_lab.catalogue import REPO, load_catalogue
 from graders.gradescope import build_bundle
 
 

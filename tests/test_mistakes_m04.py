@@ -5,7 +5,7 @@ import shutil
 import nbformat
 import pytest
 
-from graders.catalogue import REPO
+from polyglot_lab.catalogue import REPO
 from graders.checks import CheckContext, CheckSkipped
 from graders.checks import m04_tensorflow_serving as m04
 from mistakes import craft, fails_with

@@ -8,7 +8,7 @@ import pytest
 import torch
 from mistakes import craft, fails_with, run_probe
 
-from graders.catalogue import REPO
+from polyglot_lab.catalogue import REPO
 from graders.checks import CheckContext
 from graders.checks import m05_capstone as m05
 from graders.reference_transformer import (

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 
-from graders.catalogue import REPO
+from polyglot_lab.catalogue import REPO
 from polyglot_lab.serving import Server
 
 REFERENCE_CODEC = REPO / "graders" / "serving_codec.py"
