@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import secrets
 import shutil
@@ -84,6 +85,7 @@ def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", 
             probe_io(exercise_id, workdir).write_inputs(**make_inputs(ctx))
         report = execute_submission(nb, spec, workdir, device=device, limits=limits,
                                     hide=(path.resolve().parent, *hide))
+        drop_links_out_of(workdir)
         ctx.facts = report.facts
         started = time.monotonic()
         result = ModuleResult(learner=learner, module=spec.id, title=spec.title, submitted=True,
@@ -101,6 +103,15 @@ def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", 
         if keep_workdir is not None:
             shutil.copytree(workdir, keep_workdir, dirs_exist_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def drop_links_out_of(workdir: Path) -> None:
+    """Remove symbolic links that lead out of the working directory: the checks run with the grader's rights and
+    must read only what the graded run wrote (a link to the solutions or /etc is then simply not there)."""
+    root = workdir.resolve()
+    for path in list(workdir.rglob("*")):
+        if path.is_symlink() and root not in Path(os.path.realpath(path)).parents:
+            path.unlink()
 
 
 def _run_check(registry, ctx, spec, exercise, check, device) -> CheckResult:

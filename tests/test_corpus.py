@@ -73,6 +73,13 @@ CORPUS = {
                                  {"scores": {**FULL, "artifact": 0}, "beside": {"result.txt": "ok"}}),
     # its own folder (a private /tmp in the sandbox): harmless, and nobody else's grade changes
     "writes_beside_its_folder": (with_cell("open('../stolen.txt', 'w').write('x')"), {"scores": FULL}),
+    # a link to a file beside the notebook (which the sandbox hides) would be followed by the grader: links out of
+    # the working directory are dropped before the checks
+    "links_its_artifact_outside": (
+        make_notebook([IMPORT, DOUBLE, CHECK, ANSWER, (
+            "import os\nos.symlink(os.environ['CORPUS_DIR'] + '/links_its_artifact_outside/result.txt', 'result.txt')",
+            ["solution:artifact"])]),
+        {"scores": {**FULL, "artifact": 0}, "beside": {"result.txt": "ok"}}),
     "honest_b": (make_notebook(SOLVED_TOY), {"scores": FULL}),
 }
 
