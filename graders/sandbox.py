@@ -27,6 +27,8 @@ from pathlib import Path
 
 from jupyter_client import AsyncKernelManager
 
+import polyglot_lab
+
 from polyglot_lab.catalogue import REPO
 
 LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
@@ -47,6 +49,7 @@ class Sandbox:
 
     def keep(self) -> list[dict]:
         visible = [REPO / name for name in VISIBLE_IN_REPO if (REPO / name).is_dir()]
+        visible.append(Path(polyglot_lab.__file__).parent)  # the package the kernel imports (a bundle may differ)
         visible += [Path(p) for p in {sys.prefix, sys.base_prefix}]
         visible += [p for p in python_path() if p.is_dir() and p != REPO and p not in REPO.parents]
         folders = [{"path": str(p.resolve()), "writable": False} for p in visible]
