@@ -28,7 +28,6 @@ from pathlib import Path
 from jupyter_client import AsyncKernelManager
 
 import polyglot_lab
-
 from polyglot_lab.catalogue import REPO
 
 LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
@@ -49,7 +48,7 @@ class Sandbox:
 
     def keep(self) -> list[dict]:
         visible = [REPO / name for name in VISIBLE_IN_REPO if (REPO / name).is_dir()]
-        visible.append(Path(polyglot_lab.__file__).parent)  # the package the kernel imports (a bundle may differ)
+        visible += [Path(polyglot_lab.__file__).parent, installed_package()]  # the grader's and the kernel's
         visible += [Path(p) for p in {sys.prefix, sys.base_prefix}]
         visible += [p for p in python_path() if p.is_dir() and p != REPO and p not in REPO.parents]
         folders = [{"path": str(p.resolve()), "writable": False} for p in visible]
@@ -67,6 +66,14 @@ class Sandbox:
 
     def wrap(self, argv: list[str]) -> list[str]:
         return [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(self.config()), "--", *argv]
+
+
+@functools.lru_cache(maxsize=1)
+def installed_package() -> Path:
+    """The polyglot_lab a kernel imports (the grader may run from another copy, e.g. a Gradescope bundle)."""
+    found = subprocess.run([sys.executable, "-I", "-c", "import polyglot_lab; print(polyglot_lab.__path__[0])"],
+                           cwd="/", check=False, capture_output=True, text=True, timeout=60).stdout.strip()
+    return Path(found) if found else Path(polyglot_lab.__file__).parent
 
 
 def python_path() -> list[Path]:
