@@ -27,6 +27,7 @@ def _modules(selection: str | None):
 
 def cmd_grade(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -53,8 +54,9 @@ def cmd_grade(args) -> int:
     submissions, reports = Path(args.submissions), Path(args.reports)
     try:
         learners = discover_learners(submissions)
-    except FileNotFoundError as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except (FileNotFoundError, ValueError) as exc:  # no class folder; two learner names that collide
+        # one line, not wrapped; a folder name is text, not rich markup ("[/]" in a name would raise MarkupError)
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2
     console.print(f"Grading {len(learners)} learner(s) × {len(modules)} module(s) from {submissions} on {device}")
     console.print(f"Kernels: {protection()}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -24,8 +23,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from graders.checks import ExecutionFacts
-from graders.limits import Limits, Watchdog
-from graders.sandbox import Sandbox, availability, kernel_manager, protection
+from graders.limits import Limits, Watchdog, kill_user
+from graders.sandbox import PRIVATE_TMP, Sandbox, availability, clean_env, kernel_manager, protection, user_of
 from polyglot_lab.catalogue import ModuleSpec
 
 logging.getLogger("traitlets").setLevel(logging.CRITICAL)  # nbclient logs every timeout at ERROR
@@ -80,7 +79,7 @@ def first_line_of(message, limit: int = 300) -> str:
 
 
 def kernel_env(device: str) -> dict[str, str]:
-    env = dict(os.environ)
+    env = clean_env()
     env["POLYGLOT_GRADING"] = "1"           # check() in the notebook only says "graded by the autograder"
     env["POLYGLOT_DEVICE"] = device
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -183,7 +182,8 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
     try:
         # The kernel's own stderr (ZMQ/TF start-up chatter) is not the learner's output: that comes over iopub.
         with client.setup_kernel(env=kernel_env(device), cwd=str(workdir), stderr=subprocess.DEVNULL):
-            watchdog = Watchdog(client.km.provisioner.pid, limits)
+            watchdog = Watchdog(client.km.provisioner.pid, limits, folders=(workdir,),
+                                private=PRIVATE_TMP if sandbox is not None else ())
             watchdog.start()
             try:
                 for index, cell in enumerate(nb.cells[:scratch]):
@@ -206,6 +206,8 @@ def execute_submission(nb, spec: ModuleSpec, workdir: Path, device: str = "cpu",
         if watchdog is not None:
             watchdog.stop()
             watchdog.kill_all()  # whatever the notebook started (servers, forks) goes with it
+            if sandbox is not None:  # and whatever left the tree (double forks, setsid) but kept the sandbox's user
+                kill_user(user_of(watchdog.pid))
             report.peak_memory_mb = watchdog.peak_mb
             if watchdog.reason:
                 report.stopped = f"the kernel was stopped while running {current[0]}: {watchdog.reason}"

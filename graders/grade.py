@@ -13,7 +13,8 @@ from pathlib import Path
 
 import nbformat
 
-from graders.checks import CheckContext, CheckFailed, CheckSkipped, load_registry
+from graders.checker import Checker
+from graders.checks import LEARNER_TEXT, CheckContext, CheckFailed, CheckSkipped, load_registry
 from graders.execute import execute_submission
 from graders.results import (
     FAILED,
@@ -78,13 +79,14 @@ def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", 
     seed = secrets.randbits(63) if seed is None else seed
     registry = load_registry(spec.checks_module)
     workdir = Path(tempfile.mkdtemp(prefix=f"polyglot-{spec.id}-"))
+    hide = (path.resolve().parent, *hide)
+    checker = Checker([workdir], device, hide=hide)  # started by the first check that opens an artifact
     try:
         shutil.copyfile(path, workdir / spec.notebook_name)
-        ctx = CheckContext(workdir, seed, device)
+        ctx = CheckContext(workdir, seed, device, checker=checker)
         for exercise_id, make_inputs in registry.input_makers.items():
             probe_io(exercise_id, workdir).write_inputs(**make_inputs(ctx))
-        report = execute_submission(nb, spec, workdir, device=device, limits=limits,
-                                    hide=(path.resolve().parent, *hide))
+        report = execute_submission(nb, spec, workdir, device=device, limits=limits, hide=hide)
         drop_links_out_of(workdir)
         ctx.facts = report.facts
         started = time.monotonic()
@@ -97,9 +99,11 @@ def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", 
             for check in exercise.checks:
                 result.checks.append(_run_check(registry, ctx, spec, exercise, check, device))
         result.grading_s = time.monotonic() - started
+        result.checker_starts = checker.starts
         result.worker_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
         return result
     finally:
+        checker.close()
         if keep_workdir is not None:
             shutil.copytree(workdir, keep_workdir, dirs_exist_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -133,16 +137,41 @@ def _run_check(registry, ctx, spec, exercise, check, device) -> CheckResult:
         result.message, result.expected, result.found = failure.message, failure.expected, failure.found
         result.hint = failure.hint or (exercise.hints[0] if exercise.hints else None)
     except Exception as exc:  # noqa: BLE001 - odd learner data must cost this check only
-        result.message = f"The grader could not check this: {type(exc).__name__}: {exc}"
+        result.message = f"The grader could not check this: {type(exc).__name__}: {str(exc)[:LEARNER_TEXT]}"
         result.hint = exercise.hints[0] if exercise.hints else None
+    for name in ("message", "expected", "found"):  # they may quote learner data: bounded whatever the check did
+        value = getattr(result, name)
+        if isinstance(value, str) and len(value) > 2000:
+            setattr(result, name, value[:2000] + " …")
     result.duration_s = time.monotonic() - started
     return result
 
 
+def _nfc_learners(names: Iterable[str]) -> list[str]:
+    """Learner folder names, sorted by their Unicode NFC form, which reports show (graders.reports.display_name) and
+    key their folders by. Two folders whose names differ only in normalisation ("José" typed in NFC, and in NFD as
+    macOS writes it) would be merged or doubled there: refuse them, naming both, before anything is graded."""
+    import unicodedata
+
+    def form(name: str) -> str:
+        return next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, name)), "mixed")
+
+    seen: dict[str, str] = {}
+    for name in sorted(names):
+        other = seen.setdefault(unicodedata.normalize("NFC", name), name)
+        if other != name:
+            raise ValueError(
+                "two learner folders have the same name after Unicode normalisation: "
+                f"{other!r} ({form(other)}, {ascii(other)}) and {name!r} ({form(name)}, {ascii(name)}); rename one")
+    return [seen[key] for key in sorted(seen)]
+
+
 def discover_learners(submissions: Path) -> list[str]:
+    """The learner folders of a class by their names on disk (what finds <learner>/<NN_slug>.ipynb; reports show
+    them in NFC). FileNotFoundError without a class folder; ValueError when two names collide under NFC."""
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions}: no such submissions folder (expected <dir>/<learner>/<NN_slug>.ipynb)")
-    return sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return _nfc_learners(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _grade_task(task: tuple) -> ModuleResult:
@@ -230,5 +259,8 @@ def check_in_place(spec: ModuleSpec, exercise_id: str, namespace: dict, workdir:
         shutil.rmtree(io.inputs_dir, ignore_errors=True)
         io.write_inputs(**registry.input_makers[exercise_id](ctx))
     run_probe(spec.probes_module, exercise_id, namespace, workdir)
-    return [_run_check(registry, ctx, spec, exercise, check, device)
-            for check in exercise.checks if include_hidden or not check.hidden]
+    try:
+        return [_run_check(registry, ctx, spec, exercise, check, device)
+                for check in exercise.checks if include_hidden or not check.hidden]
+    finally:
+        ctx.close()

@@ -1,7 +1,8 @@
 """Render results: gradebook.csv, <learner>/results.json (Gradescope), <learner>/feedback.html, junit.xml.
 
 Every file is written atomically (a temporary file, then os.replace), so a killed run never
-leaves a half-written report behind.
+leaves a half-written report behind. Report files are mode 0644 and the folders made for them 0755, whatever
+the umask: teaching assistants and web servers read them. Learner names are shown in Unicode NFC.
 """
 from __future__ import annotations
 
@@ -11,22 +12,48 @@ import io
 import json
 import os
 import tempfile
+import unicodedata
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from graders.results import PASSED, SKIPPED, CheckResult, LearnerResult, format_points
 
 
+FILE_MODE, FOLDER_MODE = 0o644, 0o755
+
+
+def _make_folders(folder: Path) -> None:
+    """mkdir -p, with every folder made here chmod-ed to FOLDER_MODE (mkdir's mode is masked by the umask, and
+    parents=True ignores it); folders that exist already keep the mode their owner gave them."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        try:
+            made.mkdir()
+        except FileExistsError:  # made meanwhile by someone else: theirs
+            continue
+        os.chmod(made, FOLDER_MODE)
+
+
 def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _make_folders(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mkstemp: mode 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def display_name(learner: str) -> str:
+    """A learner's name as reports show it: Unicode NFC, so that "José" typed on macOS (NFD) and on Linux (NFC)
+    reads and sorts the same. graders.grade.discover_learners refuses two folders that collide under NFC."""
+    return unicodedata.normalize("NFC", learner)
 
 
 def learner_message(check: CheckResult) -> str:
@@ -43,16 +70,35 @@ def learner_message(check: CheckResult) -> str:
 
 
 # -- gradebook.csv ---------------------------------------------------------------------------
-def gradebook_csv(results: list[LearnerResult], module_ids: list[str]) -> str:
+# CSV (formula) injection: a spreadsheet opening gradebook.csv evaluates a cell that begins with one of these as a
+# formula, so a learner folder named "=HYPERLINK(...)" or "@SUM(A1)" would run in the instructor's spreadsheet.
+# OWASP's advice: prefix such a cell with a single quote, which spreadsheets read as "this is text".
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """A text cell (a name, a module id) made inert for spreadsheets. Scores are not passed through this: the grader
+    writes them itself as plain numbers (format_points), and a quote would turn them into text."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def _csv_row(cells: list[str]) -> str:
+    """One row ending in "\n". The csv module quotes a cell holding any character of its line terminator, so it is
+    written with "\r\n" (then swapped for "\n"): with "\n" alone, a CR inside a name went out unquoted and split the
+    row in two for every reader."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["learner", *module_ids, "total", "max_total"])
+    csv.writer(out, lineterminator="\r\n").writerow(cells)
+    return out.getvalue()[:-2] + "\n"
+
+
+def gradebook_csv(results: list[LearnerResult], module_ids: list[str]) -> str:
+    rows = [_csv_row([csv_text(h) for h in ("learner", *module_ids, "total", "max_total")])]
     for learner in results:
         by_module = {m.module: m for m in learner.modules}
-        writer.writerow([learner.learner,
-                         *(format_points(by_module[m].score) if m in by_module else "" for m in module_ids),
-                         format_points(learner.score), format_points(learner.max_score)])
-    return out.getvalue()
+        rows.append(_csv_row([csv_text(display_name(learner.learner)),
+                              *(format_points(by_module[m].score) if m in by_module else "" for m in module_ids),
+                              format_points(learner.score), format_points(learner.max_score)]))
+    return "".join(rows)
 
 
 # -- results.json (Gradescope autograder schema) -----------------------------------------------
@@ -76,10 +122,11 @@ def gradescope_results(learner: LearnerResult) -> dict:
             tests.append(test)
     summary = ", ".join(f"{m.module}: {format_points(m.score)}/{format_points(m.max_score)}"
                         + ("" if m.submitted else " (not submitted)") for m in learner.modules)
+    total = f"{format_points(learner.score)}/{format_points(learner.max_score)}"
     return {
         "score": learner.score,
         "execution_time": round(learner.execution_s, 2),
-        "output": f"{learner.learner}: {format_points(learner.score)}/{format_points(learner.max_score)} ({summary})",
+        "output": f"{display_name(learner.learner)}: {total} ({summary})",
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
@@ -99,8 +146,9 @@ pre{white-space:pre-wrap;margin:0;font-family:ui-monospace,monospace;font-size:.
 
 def feedback_html(learner: LearnerResult) -> str:
     esc = html.escape
-    parts = [f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Feedback for {esc(learner.learner)}</title>",
-             f"<style>{_STYLE}</style><body><h1>Feedback for {esc(learner.learner)}</h1>",
+    name = esc(display_name(learner.learner))
+    parts = [f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Feedback for {name}</title>",
+             f"<style>{_STYLE}</style><body><h1>Feedback for {name}</h1>",
              f"<p><strong>Total: {format_points(learner.score)} / {format_points(learner.max_score)}</strong></p>"]
     protections = sorted({m.protection for m in learner.modules if m.protection})
     if protections:
@@ -127,15 +175,16 @@ def feedback_html(learner: LearnerResult) -> str:
 def junit_xml(results: list[LearnerResult]) -> str:
     suites = ET.Element("testsuites", name="polyglot-lab grading")
     for learner in results:
+        name = display_name(learner.learner)
         for module in learner.modules:
             checks = module.checks
             suite = ET.SubElement(
-                suites, "testsuite", name=f"{learner.learner}.{module.module}", tests=str(len(checks)),
+                suites, "testsuite", name=f"{name}.{module.module}", tests=str(len(checks)),
                 failures=str(sum(c.status not in (PASSED, SKIPPED) for c in checks)),
                 skipped=str(sum(c.status == SKIPPED for c in checks)),
                 time=f"{module.execution_s + module.grading_s:.3f}")
             for check in checks:
-                case = ET.SubElement(suite, "testcase", classname=f"{learner.learner}.{module.module}.{check.exercise}",
+                case = ET.SubElement(suite, "testcase", classname=f"{name}.{module.module}.{check.exercise}",
                                      name=check.check, time=f"{check.duration_s:.3f}")
                 if check.status == SKIPPED:
                     ET.SubElement(case, "skipped", message=check.message)
@@ -147,7 +196,7 @@ def junit_xml(results: list[LearnerResult]) -> str:
 
 
 def write_learner_reports(reports: Path, learner: LearnerResult) -> None:
-    folder = reports / learner.learner
+    folder = reports / display_name(learner.learner)  # NFC names are unique: discover_learners checks it
     atomic_write(folder / "results.json", json.dumps(gradescope_results(learner), indent=2))
     atomic_write(folder / "feedback.html", feedback_html(learner))
 

@@ -55,6 +55,7 @@ class ModuleResult:
     seed: int = 0
     peak_memory_mb: float = 0.0           # the kernel's process tree at its largest
     worker_peak_mb: float = 0.0           # the grading process (checks, reference models) at its largest so far
+    checker_starts: int = 0               # checker processes this module needed (1; more after a crash or timeout)
     protection: str = ""                  # the kernel's sandbox, or why there was none (graders/sandbox.py)
     cell_errors: dict = field(default_factory=dict)                 # cell index -> "ename: evalue"
     notebook: object = field(default=None, repr=False, compare=False)  # the executed notebook

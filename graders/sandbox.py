@@ -38,6 +38,7 @@ MAX_TASKS = 4096        # processes and threads of one kernel's user (TensorFlow
 TMPFS_MB = 2048         # each private /tmp-like folder; it is memory, outside the watchdog's view of resident size
 HOME = "/tmp/polyglot-home"
 DISABLE = "POLYGLOT_SANDBOX"
+UID_BASE = 200_000      # as in sandbox_launch.py: a sandboxed process runs as UID_BASE + its launcher's pid
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,14 @@ class Sandbox:
     workdir: Path                          # the submission's folder: the kernel's working directory, writable
     ipc_dir: Path                          # the kernel's sockets and connection file, writable
     hide: tuple[Path, ...] = field(default=())  # more folders to hide (the submissions, the result store)
+    readable: tuple[Path, ...] = field(default=())  # more folders it may read, not write (the checker: the run's)
 
     def keep(self) -> list[dict]:
         visible = [REPO / name for name in VISIBLE_IN_REPO if (REPO / name).is_dir()]
         visible += [Path(polyglot_lab.__file__).parent, installed_package()]  # the grader's and the kernel's
         visible += [Path(p) for p in {sys.prefix, sys.base_prefix}]
         visible += [p for p in python_path() if p.is_dir() and p != REPO and p not in REPO.parents]
+        visible += list(self.readable)
         folders = [{"path": str(p.resolve()), "writable": False} for p in visible]
         return folders + [{"path": str(p.resolve()), "writable": True} for p in (self.workdir, self.ipc_dir)]
 
@@ -66,6 +69,28 @@ class Sandbox:
 
     def wrap(self, argv: list[str]) -> list[str]:
         return [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(self.config()), "--", *argv]
+
+
+def user_of(pid: int) -> int:
+    """The user id sandbox_launch.py gives the process it starts as `pid` (every process it starts has it)."""
+    return UID_BASE + pid
+
+
+# What a kernel or checker inherits of the grader's environment: what Python, the frameworks and the course need to
+# run as configured, nothing else (a token set for `make grade` must not be readable by learner code).
+ENV_ALLOWED = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "PYTHONPATH", "PYTHONHASHSEED",
+               "VIRTUAL_ENV", "LD_LIBRARY_PATH", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_FORCE_GPU_ALLOW_GROWTH",
+               "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+               "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MPLBACKEND",
+               "PYDEVD_DISABLE_FILE_VALIDATION", "JUPYTER_PLATFORM_DIRS")
+ENV_PREFIXES = ("POLYGLOT_",)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The grader's environment reduced to ENV_ALLOWED (and POLYGLOT_* settings), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k in ENV_ALLOWED or k.startswith(ENV_PREFIXES)}
+    env.update(extra)
+    return env
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,7 +6,7 @@ repository is hidden and must not import from it. Steps, in order:
   2. open every folder to keep, while they are still visible (bound back later from /proc/self/fd);
   3. empty tmpfs over /tmp, /dev/shm, /var/tmp, the repository and the folders to hide;
   4. the kept folders bound back at their own paths, read-only except the working directory;
-  5. a fresh HOME, a user id of its own, no new privileges (setuid programs cannot give root back);
+  5. a /proc that shows only its own user's processes; a fresh HOME, a user id of its own, no new privileges (setuid programs cannot give root back);
   6. exec the command, which keeps this process's id (the grader's watchdog follows it).
 Any failure exits with status 121 and the reason on stderr: the grader then says the sandbox could not start.
 """
@@ -20,7 +20,7 @@ import struct
 import sys
 
 CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 FAILED = 121
@@ -80,6 +80,9 @@ def main() -> None:
         else:
             chown_tree(path, uid)
         os.close(fd)
+
+    # A /proc of its own that lists only its user's processes (hidepid=2): no other process, nor its arguments.
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
 
     home = config["home"]
     os.makedirs(home, exist_ok=True)

@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
@@ -172,15 +173,17 @@ class Server:
         import httpx
 
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+        # stderr to a file, not a pipe: a process the codec left behind may hold the pipe open forever, and a
+        # chatty codec would fill it and stall the server
+        self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "polyglot_lab.serving", str(self.model_dir), "--codec", str(self.codec),
              "--name", self.name, "--port", str(self.port)],
-            cwd=self.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            cwd=self.cwd, env=env, stdout=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
         deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with status {self.process.returncode}: "
-                                   f"{self.process.stderr.read().decode(errors='replace')[-800:]}")
+                raise RuntimeError(f"the server exited with status {self.process.returncode}: {self.stderr_tail()}")
             try:
                 if httpx.get(self.url(), timeout=1.0).status_code == 200:
                     return self
@@ -202,8 +205,12 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         if self.process:
-            for stream in (self.process.stdout, self.process.stderr):
-                stream.close()
+            self.stderr.close()
+
+    def stderr_tail(self, chars: int = 800) -> str:
+        self.stderr.seek(0, os.SEEK_END)
+        self.stderr.seek(max(0, self.stderr.tell() - chars))
+        return self.stderr.read().decode(errors="replace")
 
     def __exit__(self, *exc) -> None:
         self.stop()

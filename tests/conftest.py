@@ -85,3 +85,17 @@ def scores(result) -> dict[str, float]:
     for check in result.checks:
         out[check.exercise] = out.get(check.exercise, 0) + check.score
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_checker(tmp_path_factory):
+    """One sandboxed checker for the whole run, reading the run's temporary folders: the checks under test open
+    their crafted artifacts there (grade_module still starts its own, one per graded notebook)."""
+    import graders.checks as checks
+    from graders.checker import Checker
+
+    checker = Checker([tmp_path_factory.getbasetemp()], "cpu")
+    checks.shared_checker = lambda: checker
+    yield checker
+    checks.shared_checker = None
+    checker.close()

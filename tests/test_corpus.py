@@ -4,10 +4,12 @@ the honest learners graded beside them are not affected. The attacks on the grad
 writing its files, the network, signals, a real fork bomb) are graded where the kernel is sandboxed (as root on
 Linux, as in CI); elsewhere they are skipped with the reason, since they would succeed."""
 import json
+import os
 import socket
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 from conftest import REPO, SOLVED_TOY, make_notebook, scores
 
@@ -31,6 +33,12 @@ def with_cell(source, after=CHECK):
 def v3_notebook():
     return json.dumps(nbformat.v3.new_notebook(worksheets=[nbformat.v3.new_worksheet(cells=[
         nbformat.v3.new_code_cell(input=source, metadata={"tags": tags}) for source, tags in SOLVED_TOY])]))
+
+
+def answer_after(attempt: str):
+    """The solved notebook whose `answer` cell first tries something the sandbox forbids."""
+    return make_notebook([IMPORT, DOUBLE, CHECK, (f"{attempt}\nanswer = 42", ["solution:answer"]), ARTIFACT])
+
 
 
 # learner -> (the submitted file: a notebook or raw bytes/text, what must come of it)
@@ -77,16 +85,15 @@ CORPUS = {
     # the working directory are dropped before the checks
     "links_its_artifact_outside": (
         make_notebook([IMPORT, DOUBLE, CHECK, ANSWER, (
-            "import os\nos.symlink(os.environ['CORPUS_DIR'] + '/links_its_artifact_outside/result.txt', 'result.txt')",
+            "import os\nos.symlink('@CORPUS_DIR@/links_its_artifact_outside/result.txt', 'result.txt')",
             ["solution:artifact"])]),
         {"scores": {**FULL, "artifact": 0}, "beside": {"result.txt": "ok"}}),
+    # the grader's environment stays the grader's: a token set for `make grade` is not the kernel's to read
+    "reads_the_graders_token": (answer_after("import os\nassert 'GRADER_TOKEN' not in os.environ, 'token leaked'\n"
+                                             "assert not any(os.environ.get(k) == '@TOKEN@' for k in os.environ)"),
+                                {"scores": FULL}),
     "honest_b": (make_notebook(SOLVED_TOY), {"scores": FULL}),
 }
-
-
-def answer_after(attempt: str):
-    """The solved notebook whose `answer` cell first tries something the sandbox forbids."""
-    return make_notebook([IMPORT, DOUBLE, CHECK, (f"{attempt}\nanswer = 42", ["solution:answer"]), ARTIFACT])
 
 
 def lost_answer(error: str) -> dict:
@@ -100,18 +107,28 @@ SANDBOX_CORPUS = {
                             lost_answer("FileNotFoundError")),
     "imports_the_hidden_checks": (answer_after("import graders.checks.m00_setup"),
                                   lost_answer("ModuleNotFoundError")),
-    "reads_another_submission": (answer_after("import os\nopen(os.environ['CORPUS_DIR'] + '/honest_a/"
-                                              "toy_module.ipynb').read()"), lost_answer("FileNotFoundError")),
+    "reads_another_submission": (answer_after("open('@CORPUS_DIR@/honest_a/toy_module.ipynb').read()"),
+                                 lost_answer("FileNotFoundError")),
     "writes_the_grader_files": (answer_after(f"open('{REPO}/tests/{PLANTED}', 'w').write('x')"),
                                 lost_answer("PermissionError")),
-    "reaches_the_network": (answer_after("import os, socket\n"
-                                         "socket.create_connection(('127.0.0.1', int(os.environ['CORPUS_PORT'])))"),
+    "reaches_the_network": (answer_after("import socket\nsocket.create_connection(('127.0.0.1', @CORPUS_PORT@))"),
                             lost_answer("ConnectionRefusedError")),
     "signals_the_grader": (answer_after("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"),
                            lost_answer("PermissionError")),
+    # its /proc lists its own user's processes only: not the grader, nor any other process and its arguments
+    "lists_the_hosts_processes": (answer_after(
+        "import os\nassert not os.path.exists('/proc/@GRADER_PID@'), 'the grader is visible'\n"
+        "assert all(os.stat(f'/proc/{p}').st_uid == os.getuid() for p in os.listdir('/proc') if p.isdigit())"),
+        {"scores": FULL}),
+    # a double-forked process in a session of its own outlives the kernel's tree; it must not outlive the grading
+    "leaves_a_process_behind": (answer_after(
+        "import os, subprocess, sys\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '@SURVIVOR@'])\n"
+        "    os._exit(0)\nimport time\ntime.sleep(1)"),
+        {"scores": FULL}),
     "copies_artifact_from_its_folder": (
         make_notebook([IMPORT, DOUBLE, CHECK, ANSWER, (
-            "import os, shutil\nshutil.copy(os.environ['CORPUS_DIR'] + '/copies_artifact_from_its_folder/result.txt',"
+            "import os, shutil\nshutil.copy('@CORPUS_DIR@/copies_artifact_from_its_folder/result.txt',"
             " 'result.txt')", ["solution:artifact"])]),
         {"scores": {**FULL, "artifact": 0}, "cell_error": "FileNotFoundError", "beside": {"result.txt": "ok"}}),
 }
@@ -122,11 +139,23 @@ def sandboxed() -> bool:
     return availability() is None
 
 
-def write_class(folder: Path, cases: dict, notebook_name: str) -> None:
+SURVIVOR = f"polyglot-corpus-survivor-{os.getpid()}"  # the argument a left-behind process carries
+TOKEN = f"token-{os.getpid()}-do-not-leak"
+
+
+def write_class(folder: Path, cases: dict, notebook_name: str, port: int = 0) -> None:
+    """Each case's notebook in <folder>/<learner>/, with @CORPUS_DIR@, @CORPUS_PORT@, @GRADER_PID@, @SURVIVOR@ and
+    @TOKEN@ filled in (the kernel inherits nothing of the grader's environment to find them in)."""
+    fill = {"@CORPUS_DIR@": str(folder), "@CORPUS_PORT@": str(port), "@GRADER_PID@": str(os.getpid()),
+            "@SURVIVOR@": SURVIVOR, "@TOKEN@": TOKEN}
     for learner, (content, expected) in cases.items():
         (folder / learner).mkdir()
         path = folder / learner / notebook_name
         if isinstance(content, nbformat.NotebookNode):
+            content = nbformat.from_dict(json.loads(json.dumps(content)))
+            for cell in content.cells:
+                for key, value in fill.items():
+                    cell.source = cell.source.replace(key, value)
             nbformat.write(content, path)
         else:
             path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -138,12 +167,37 @@ def write_class(folder: Path, cases: dict, notebook_name: str) -> None:
 def graded_corpus(tmp_path_factory, toy_spec):
     folder = tmp_path_factory.mktemp("corpus")
     cases = {**CORPUS, **(SANDBOX_CORPUS if sandboxed() else {})}
-    write_class(folder, cases, toy_spec.notebook_name)
     with socket.create_server(("127.0.0.1", 0)) as listening, pytest.MonkeyPatch.context() as env:
-        env.setenv("CORPUS_DIR", str(folder))  # the kernels inherit the grader's environment
-        env.setenv("CORPUS_PORT", str(listening.getsockname()[1]))
+        write_class(folder, cases, toy_spec.notebook_name, port=listening.getsockname()[1])
+        env.setenv("GRADER_TOKEN", TOKEN)  # a secret in the grader's environment
         results = grade_class(folder, [toy_spec], "cpu", jobs=2, limits=LIMITS)
     return {r.learner: r.modules[0] for r in results}
+
+
+def survivors() -> list:
+    """Processes that carry this run's SURVIVOR argument (only ever started by the corpus; looked at, not killed)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if SURVIVOR in (process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_nothing_a_submission_started_outlives_its_grading(graded_corpus):
+    needs_sandbox()
+    assert graded_corpus["leaves_a_process_behind"].checks  # it was graded, and its double fork ran
+    assert survivors() == []
+
+
+def test_the_graders_token_reaches_no_report(graded_corpus, tmp_path):
+    from graders.reports import write_class_reports, write_learner_reports
+    from graders.results import LearnerResult
+
+    results = [LearnerResult(learner, [module]) for learner, module in graded_corpus.items()]
+    for result in results:
+        write_learner_reports(tmp_path, result)
+    write_class_reports(tmp_path, results, ["toy_module"])
+    assert not any(TOKEN in path.read_text(errors="replace") for path in tmp_path.rglob("*") if path.is_file())
 
 
 def test_every_learner_has_a_row(graded_corpus):

@@ -58,3 +58,25 @@ def test_output_flood_is_truncated_and_grading_goes_on(tmp_path, toy_spec):
     flooded = result.notebook.cells[3]
     text = "".join(o.get("text", "") for o in flooded.outputs)
     assert "output truncated" in text and len(text) < 2 * 2**20
+
+
+def disk_filler(folder: str) -> str:
+    """Writes 20 MB at a time into `folder`, up to 600 MB (a broken limit stops there)."""
+    return (f"import os, time\nwith open(os.path.join({folder!r}, 'filler.bin'), 'wb') as f:\n"
+            "    for _ in range(30):\n        f.write(b'x' * 20 * 2**20)\n        f.flush()\n        time.sleep(0.2)\n"
+            "print('survived')")
+
+
+def test_disk_limit_on_its_folder_stops_the_kernel(tmp_path, toy_spec):
+    result = grade(tmp_path, toy_spec, disk_filler("."), Limits(disk_mb=100))
+    assert "MB to disk" in result.stopped and "over the limit of 100 MB" in result.stopped
+    assert scores(result)["double"] > 0 and scores(result).get("answer", 0) == 0
+
+
+def test_disk_limit_counts_its_private_tmp(tmp_path, toy_spec):
+    from graders.sandbox import availability
+    if availability() is not None:
+        import pytest
+        pytest.skip(f"no private /tmp without the sandbox: {availability()}")
+    result = grade(tmp_path, toy_spec, disk_filler("/tmp"), Limits(disk_mb=100))
+    assert "over the limit of 100 MB" in result.stopped

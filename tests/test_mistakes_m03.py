@@ -270,12 +270,24 @@ def test_cuda_provider_skips_without_it(ctx, trained):
             m03.runtime_cuda_provider(ctx)
 
 
-def test_training_nodes_reads_the_mode_from_the_graph():
+def test_training_nodes_reads_the_mode_from_the_graph(tmp_path):
+    """From the graph as the checker reads it: the Dropout's training_mode input is a constant it hands back."""
+    import onnx
     from onnx import TensorProto, helper
-    graph = helper.make_graph(
-        [helper.make_node("Dropout", ["x", "ratio", "training"], ["y"], name="drop")], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
-        [helper.make_tensor("ratio", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("training", TensorProto.BOOL, [], [False])])
-    assert m03.training_nodes(graph) == []
-    graph.initializer[1].CopyFrom(helper.make_tensor("training", TensorProto.BOOL, [], [True]))
-    assert m03.training_nodes(graph) == ["Dropout 'drop'"]
+
+    from graders.checks import CheckContext
+
+    def mode(training: bool) -> list[str]:
+        graph = helper.make_graph(
+            [helper.make_node("Dropout", ["x", "ratio", "training"], ["y"], name="drop")], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+            [helper.make_tensor("ratio", TensorProto.FLOAT, [], [0.1]),
+             helper.make_tensor("training", TensorProto.BOOL, [], [training])])
+        folder = tmp_path / str(training)
+        folder.mkdir()
+        onnx.save(helper.make_model(graph), folder / m03.FLOAT_FILE)
+        return m03.training_nodes(m03.load_onnx(CheckContext(folder, seed=1, device="cpu"), m03.FLOAT_FILE, "export"))
+
+    assert mode(False) == []
+    assert mode(True) == ["Dropout 'drop'"]

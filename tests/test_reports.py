@@ -1,11 +1,16 @@
-"""Reports: one results model, rendered as gradebook.csv, results.json, feedback.html and junit.xml."""
+"""Reports: one results model, rendered as gradebook.csv, results.json, feedback.html and junit.xml; files 0644,
+formula-like names neutralised in gradebook.csv."""
 import csv
 import json
+import os
+import stat
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from conftest import SOLVED_TOY
-from graders.reports import write_class_reports, write_learner_reports
-from graders.results import LearnerResult
+from graders.reports import csv_text, write_class_reports, write_learner_reports
+from graders.results import FAILED, PASSED, CheckResult, LearnerResult, ModuleResult
 
 
 def test_reports_from_a_graded_toy(grade_toy, tmp_path, toy_spec):
@@ -38,3 +43,76 @@ def test_reports_from_a_graded_toy(grade_toy, tmp_path, toy_spec):
     suites = ET.parse(reports / "junit.xml").getroot()
     assert suites.tag == "testsuites" and len(suites) == 2
     assert int(suites[1].get("failures")) >= 1 and int(suites[0].get("skipped")) == 1
+
+
+# -- no notebook runs below: results are built by hand -----------------------------------------
+
+
+def _learner(name: str, score: float = 3, max_score: float = 5) -> LearnerResult:
+    checks = [CheckResult("m1", "ex", "a", "first", score, score, PASSED),
+              CheckResult("m1", "ex", "b", "second", 0, max_score - score, FAILED, message="no")]
+    return LearnerResult(name, [ModuleResult(name, "m1", "Module one", True, checks)])
+
+
+def test_report_files_are_world_readable_whatever_the_umask(tmp_path):
+    reports = tmp_path / "new" / "reports"  # two folders to make
+    old = os.umask(0o077)  # mkstemp makes 0600 files; a strict umask must not leak into the reports either
+    try:
+        write_learner_reports(reports, _learner("ada"))
+        write_class_reports(reports, [_learner("ada")], ["m1"])
+    finally:
+        os.umask(old)
+    for path in ("gradebook.csv", "junit.xml", "ada/results.json", "ada/feedback.html"):
+        assert stat.S_IMODE(os.stat(reports / path).st_mode) == 0o644, path
+    for folder in (tmp_path / "new", reports, reports / "ada"):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o755, folder
+    assert not [p for p in reports.rglob(".*.tmp")]  # no temporary file left behind
+
+
+def test_an_existing_reports_folder_keeps_its_mode(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir(mode=0o700)
+    os.chmod(reports, 0o700)
+    write_class_reports(reports, [_learner("ada")], ["m1"])
+    assert stat.S_IMODE(os.stat(reports).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(reports / "gradebook.csv").st_mode) == 0o644
+
+
+FORMULAS = ["=1+1", "@SUM(A1)", "+cmd", "-2", "\tx", "\rx", "=cmd|' /C calc'!A0"]
+
+
+@pytest.mark.parametrize("name", FORMULAS)
+def test_gradebook_neutralises_formula_names(tmp_path, name):
+    write_class_reports(tmp_path, [_learner(name, score=3, max_score=5)], ["m1"])
+    with (tmp_path / "gradebook.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1
+    assert rows[0]["learner"] == "'" + name
+    assert rows[0] == {"learner": "'" + name, "m1": "3", "total": "3", "max_total": "5"}  # scores stay plain numbers
+    assert float(rows[0]["m1"]) == 3 and float(rows[0]["max_total"]) == 5
+
+
+def test_csv_text_leaves_ordinary_and_inner_characters_alone():
+    for text in ("ada", "a-b", "x=1", "o'brien", "José", "1", "1.5", ""):
+        assert csv_text(text) == text
+    assert [csv_text(t) for t in ("=", "-", "@a")] == ["'=", "'-", "'@a"]
+
+
+def test_gradebook_scores_are_numbers_for_every_name(tmp_path):
+    learners = [_learner(name, score=2.5, max_score=4) for name in ["ada", *FORMULAS]]
+    write_class_reports(tmp_path, learners, ["m1"])
+    with (tmp_path / "gradebook.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["learner", "m1", "total", "max_total"]
+    assert [row[0] for row in rows[1:]] == ["ada", *("'" + n for n in FORMULAS)]
+    assert all(row[1:] == ["2.5", "2.5", "4"] for row in rows[1:])
+
+
+def test_gradebook_rows_survive_line_breaks_in_names(tmp_path):
+    names = ["a\rb", "c\nd", "e\r\nf", "plain"]
+    write_class_reports(tmp_path, [_learner(n) for n in names], ["m1"])
+    text = (tmp_path / "gradebook.csv").read_bytes().decode("utf-8")
+    assert text.startswith("learner,m1,total,max_total\n") and text.endswith("plain,3,3,5\n")  # "\n" line ends kept
+    with (tmp_path / "gradebook.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert [row[0] for row in rows[1:]] == names and all(len(row) == 4 for row in rows)

@@ -7,6 +7,7 @@ success or raises ``CheckFailed`` with what was expected, what was found and a h
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ class CheckFailed(Exception):
 class CheckSkipped(Exception):
     """The check cannot run on this machine (a GPU runtime is missing, say): it counts neither way."""
 
+
+# Tests set this to a factory of one checker shared by many contexts (starting one per test would cost seconds).
+shared_checker: Callable[[], object] | None = None
 
 CheckFn = Callable[["CheckContext"], "str | None"]
 InputsFn = Callable[["CheckContext"], dict]
@@ -71,12 +75,40 @@ class ExecutionFacts:
 class CheckContext:
     """Everything a check may look at: the probe's outputs and the files of the graded run."""
 
-    def __init__(self, workdir: Path, seed: int, device: str, facts: dict[str, ExecutionFacts] | None = None):
+    def __init__(self, workdir: Path, seed: int, device: str, facts: dict[str, ExecutionFacts] | None = None,
+                 checker=None):
         self.workdir = Path(workdir)
         self.seed = seed
         self.device = device  # "cpu" or "cuda"
         self.facts = facts or {}
         self.cache: dict = {}  # shared by the checks of one module run (a loaded model, say)
+        self._checker = checker
+
+    @property
+    def checker(self):
+        """The sandboxed process that opens and runs the run's artifacts (graders/checker.py), started on first use:
+        by the caller's (grade_module's, one per module), or a test session's shared one, or one of this context's."""
+        if self._checker is None:
+            from graders.checker import Checker
+            self._checker = shared_checker() if shared_checker else Checker([self.workdir], self.device)
+            self._owns_checker = shared_checker is None
+        return self._checker
+
+    def close(self) -> None:
+        """Stop the checker this context started itself (none when it was given one)."""
+        if getattr(self, "_owns_checker", False):
+            self._checker.close()
+
+    def run(self, op: str, failure: str, hint: str | None = None, **args) -> dict:
+        """An operation of the checker on the run's artifacts (polyglot_lab/checker/ops.py); when it fails, a
+        CheckFailed that starts with `failure` ("digits.keras does not load") and says why, bounded."""
+        from graders.checker import CheckerError
+        try:
+            return self.checker.call(op, **args)
+        except CheckerError as exc:
+            if exc.unsafe:
+                raise CheckFailed(f"{failure}: it was refused before being opened. {exc.message}", hint=hint) from None
+            raise CheckFailed(f"{failure}: {exc.kind}: {exc.message}", hint=hint) from None
 
     def rng(self, salt: str) -> np.random.Generator:
         """A generator for grade-time inputs: fresh each grading run, stable within it."""
@@ -86,7 +118,7 @@ class CheckContext:
         """The probe's outputs for an exercise, or a CheckFailed that says why there are none."""
         io = probe_io(exercise_id, self.workdir)
         facts = self.facts.get(exercise_id, ExecutionFacts())
-        error = io.error
+        error = _bounded_error(io)
         if error:
             raise CheckFailed(_explain_probe_error(error, facts), found=f"{error['type']}: {error['message']}",
                               hint=_hint_for(error))
@@ -95,6 +127,10 @@ class CheckContext:
             raise CheckFailed(f"This exercise was not graded: {reason}.",
                               hint="Run the whole notebook top to bottom (Kernel → Restart Kernel and Run All Cells) "
                                    "to find the cell that stops it.")
+        from graders.limits import folder_bytes
+        if folder_bytes(io.outputs_dir) > PROBE_OUTPUT_BYTES:
+            raise CheckFailed(f"What your code returned for this exercise is over {PROBE_OUTPUT_BYTES // 2**20} MB: "
+                              "the grader does not read it.", hint="Return the values the exercise asks for, no more.")
         return io.outputs()
 
     def artifact(self, name: str, exercise_id: str | None = None, hint: str | None = None) -> Path:
@@ -109,6 +145,24 @@ class CheckContext:
                               expected=f"a file {name} written by the notebook", found="no such file",
                               hint=hint or f"Save it from the notebook, in its own folder: `.save('{name}')`.")
         return path
+
+
+PROBE_OUTPUT_BYTES = 256 * 2**20  # one exercise's probe outputs (the kernel wrote them: the grader bounds what it reads)
+LEARNER_TEXT = 400               # characters of an error message learner code controls that reach feedback
+
+
+def _bounded_error(io) -> dict | None:
+    """The probe's error record (written by the kernel, so by learner code), as strings of bounded length."""
+    path = io.dir / "error.json"
+    if not path.exists():
+        return None
+    try:
+        raw = json.loads(path.read_bytes()[:64 * 1024]) if path.stat().st_size <= 64 * 1024 else {}
+    except (OSError, ValueError):
+        raw = {}
+    raw = raw if isinstance(raw, dict) else {}
+    return {"type": str(raw.get("type") or "Error")[:80], "message": str(raw.get("message") or "")[:LEARNER_TEXT],
+            "where": str(raw.get("where") or "")[:200]}
 
 
 def _explain_probe_error(error: dict, facts: ExecutionFacts) -> str:

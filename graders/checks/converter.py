@@ -1,14 +1,9 @@
-"""Grading a learner's ONNX->TensorFlow converter (modules 04 and 05), which the grader never imports: it runs in
-its own process (graders.converter_runner) on ONNX's backend cases and on models the grader exports itself.
-Expected values come from ONNX Runtime, in the grader's process."""
+"""Grading a learner's ONNX->TensorFlow converter (modules 04 and 05), which the grader never imports: the checker
+runs it (polyglot_lab/checker/ops.py: convert) on ONNX's backend cases and on models the grader exports itself, and
+hands back its outputs. Every verdict is decided here: a case against the expected values ONNX ships with it, a
+model against ONNX Runtime run by the grader on its own export."""
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,45 +13,65 @@ from graders.checks import CheckContext, CheckFailed, describe_array
 from graders.checks.compare import close, max_diff
 
 CONVERTER_FILE = "onnx_to_tf.py"
-RUNNER_TIMEOUT_S = 300
-# export(ctx, job_dir) -> [{"file": "m0.onnx", "inputs": ["m0_x0.npy", ...], "expected": [array, ...]}]
+# export(ctx, folder) -> [{"file": "m0.onnx", "inputs": ["m0_x0.npy", ...], "expected": [array, ...]}]
 Exporter = Callable[[CheckContext, Path], list]
 
 
 def ort_run(onnx_path: Path, x: np.ndarray) -> np.ndarray:
+    """ONNX Runtime in the grader's process: only for models the grader exported itself."""
     import onnxruntime as ort
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0], np.float64)
 
 
+def judged_conformance(ops: list[str], found: dict) -> dict:
+    """{op: {"passed": [...], "failed": {case: why}}} from the outputs the checker returned for each case."""
+    from polyglot_lab.conformance import backend_cases, judge_case
+
+    table = {}
+    for op in ops:
+        passed, failed = [], {}
+        for case in backend_cases(op):
+            name = case.name.removeprefix("test_")
+            entry = found["cases"].get(name) if isinstance(found.get("cases"), dict) else None
+            if not isinstance(entry, dict):
+                why = "no answer"
+            elif "error" in entry:
+                why = str(entry["error"])[:300]
+            else:
+                counts = entry.get("outputs") if isinstance(entry.get("outputs"), list) else []
+                why = judge_case(case, [[found.get(f"case:{name}:{d}:{k}") for k in range(int(n))]
+                                        for d, n in enumerate(counts)])
+            if why is None:
+                passed.append(name)
+            else:
+                failed[name] = why
+        table[op] = {"passed": passed, "failed": failed}
+    return table
+
+
 def converter_run(ctx: CheckContext, ops: list[str], export: Exporter, hint: str) -> dict:
-    """The runner's result for the learner's onnx_to_tf.py, once per grading run: {"conformance": {op: {...}},
+    """The learner's onnx_to_tf.py, judged once per grading run: {"conformance": {op: {...}},
     "models": [{"signature", "outputs": [array], "expected": [array]} or {"error"}]}."""
     if "converter" not in ctx.cache:
         path = ctx.artifact(CONVERTER_FILE, "converter", hint=hint)
-        job_dir = Path(tempfile.mkdtemp(prefix="polyglot-converter-"))
-        try:
-            entries = export(ctx, job_dir)
-            (job_dir / "job.json").write_text(json.dumps(
-                {"ops": sorted(ops), "models": [{k: e[k] for k in ("file", "inputs")} for e in entries]}))
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-            try:
-                run = subprocess.run([sys.executable, "-m", "graders.converter_runner", str(path), str(job_dir)],
-                                     check=False, cwd=ctx.workdir, env=env, capture_output=True, text=True, timeout=RUNNER_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                raise CheckFailed(f"{CONVERTER_FILE} ran past {RUNNER_TIMEOUT_S} s on the grader's cases.") from None
-            if not (job_dir / "result.json").exists():
-                raise CheckFailed(f"{CONVERTER_FILE} crashed the process that ran it (exit {run.returncode}): "
-                                  f"{run.stderr.strip().splitlines()[-1][:300] if run.stderr.strip() else ''}")
-            result = json.loads((job_dir / "result.json").read_text())
-            if "error" in result:
-                raise CheckFailed(result["error"], hint="The file must import on its own: it runs outside the notebook.")
-            for entry, found in zip(entries, result["models"]):
-                found["expected"] = entry["expected"]
-                found["outputs"] = [np.load(job_dir / name, allow_pickle=False) for name in found.get("outputs", [])]
-            ctx.cache["converter"] = result
-        finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
+        folder = ctx.checker.folder("converter")
+        entries = export(ctx, folder)
+        models = [{"file": str(folder / e["file"]), "inputs": [str(folder / name) for name in e["inputs"]]}
+                  for e in entries]
+        found = ctx.run("convert", f"{CONVERTER_FILE} could not be run on the grader's cases", converter=path,
+                        ops=sorted(ops), models=models)
+        if "import_error" in found:
+            raise CheckFailed(str(found["import_error"]), hint="The file must import on its own: it runs outside the notebook.")
+        results = []
+        for i, (entry, model) in enumerate(zip(entries, list(found.get("models", [])) + [{}] * len(entries))):
+            model = model if isinstance(model, dict) else {}
+            if "error" in model or "outputs" not in model:
+                results.append({"signature": model.get("signature"), "error": str(model.get("error", "no answer"))[:300]})
+                continue
+            results.append({"signature": model.get("signature"), "expected": entry["expected"],
+                            "outputs": [found.get(f"model:{i}:{k}") for k in range(len(entry["inputs"]))]})
+        ctx.cache["converter"] = {"conformance": judged_conformance(ops, found), "models": results}
     return ctx.cache["converter"]
 
 

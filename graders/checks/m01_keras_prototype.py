@@ -1,7 +1,7 @@
-"""Checks for module 01 (Keras prototype). Models are loaded here, in the grader's process."""
+"""Checks for module 01 (Keras prototype). Models are loaded in the sandboxed checker (ctx.run, Keras's safe mode);
+the grader reads back their shapes, layers and predictions and decides here."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -22,19 +22,29 @@ MODEL_FILE = "digits_baseline.keras"
 PARITY_ATOL = 1e-5
 
 
-def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(f"the grader must run Keras on TensorFlow, not {keras.backend.backend()}")
-    return keras
+class KerasFile:
+    """A .keras file the run wrote, as the checker saw it: `summary` (shapes, layers, parameters), and predictions."""
+
+    def __init__(self, ctx: CheckContext, path, what: str):
+        self.ctx, self.path, self.what = ctx, path, what
+        self.summary = ctx.run("keras_summary", f"{what} could not be loaded by Keras", path=path)
+
+    def input_shape(self):
+        return _shape(self.summary["input_shape"])
+
+    def output_shape(self):
+        return _shape(self.summary["output_shape"])
+
+    def count_params(self) -> int:
+        return int(self.summary["params"])
+
+    def predict(self, X: np.ndarray, call: bool = False) -> np.ndarray:
+        return self.ctx.run("keras_predict", f"{self.what} fails on a batch of {len(X)} rows", path=self.path,
+                            x=np.ascontiguousarray(X, np.float32), call=call)["y"]
 
 
-def load_keras_model(path, what: str):
-    try:
-        return _keras().saving.load_model(path, compile=False)
-    except Exception as exc:  # noqa: BLE001 - any load failure is the artifact's problem
-        raise CheckFailed(f"{what} could not be loaded by Keras: {type(exc).__name__}: {str(exc)[:300]}") from None
+def load_keras_model(ctx: CheckContext, path, what: str) -> KerasFile:
+    return KerasFile(ctx, path, what)
 
 
 # -- split -----------------------------------------------------------------------------------
@@ -125,7 +135,7 @@ def integer_labels(ctx: CheckContext):
 def built_model(ctx: CheckContext):
     if "built_model" not in ctx.cache:
         ctx.outputs("model")
-        ctx.cache["built_model"] = load_keras_model(probe_io("model", ctx.workdir).outputs_dir / "model.keras",
+        ctx.cache["built_model"] = load_keras_model(ctx, probe_io("model", ctx.workdir).outputs_dir / "model.keras",
                                                     "The model build_model() returned")
     return ctx.cache["built_model"]
 
@@ -137,7 +147,7 @@ def _shape(shape):
 @registry.check("model", "io_shapes")
 def io_shapes(ctx: CheckContext):
     model = built_model(ctx)
-    found = (_shape(model.input_shape), _shape(model.output_shape))
+    found = (model.input_shape(), model.output_shape())
     if found != ((None, 64), (None, 10)):
         raise CheckFailed("The model's input or output shape is wrong.", expected="input (None, 64), output (None, 10)",
                           found=f"input {found[0]}, output {found[1]}", hint="keras.Input(shape=(64,)) ... Dense(10)")
@@ -153,23 +163,15 @@ def param_budget(ctx: CheckContext):
     return f"{count:,} parameters (budget {PARAM_BUDGET:,})"
 
 
-def count_softmax(model) -> int:
-    def walk(layer):
-        yield layer
-        for inner in getattr(layer, "layers", []) or []:
-            yield from walk(inner)
-    count = 0
-    for layer in walk(model):
-        if layer is model and hasattr(model, "layers"):
-            continue
-        config = layer.get_config() if hasattr(layer, "get_config") else {}
-        if type(layer).__name__ == "Softmax" or config.get("activation") == "softmax":
-            count += 1
-    return count
+def count_softmax(model: KerasFile) -> int:
+    """Softmax layers and softmax activations inside the model (nested models included)."""
+    layers = model.summary["layers"]
+    inner = [layer for layer in layers if layer["depth"] > 0] if len(layers) > 1 else layers
+    return sum(layer["type"] == "Softmax" or layer["activation"] == "softmax" for layer in inner)
 
 
-def probability_rows(model, X) -> tuple[bool, np.ndarray]:
-    out = np.asarray(model(X, training=False))
+def probability_rows(model: KerasFile, X) -> tuple[bool, np.ndarray]:
+    out = np.asarray(model.predict(X, call=True))
     return bool(np.all(out >= -1e-6) and np.allclose(out.sum(1), 1.0, atol=1e-4)), out
 
 
@@ -264,23 +266,23 @@ def four_curves(ctx: CheckContext):
 # -- save ------------------------------------------------------------------------------------
 def saved_model(ctx: CheckContext):
     if "saved_model" not in ctx.cache:
-        ctx.cache["saved_model"] = load_keras_model(ctx.artifact(MODEL_FILE, "save"), MODEL_FILE)
+        ctx.cache["saved_model"] = load_keras_model(ctx, ctx.artifact(MODEL_FILE, "save"), MODEL_FILE)
     return ctx.cache["saved_model"]
 
 
 @registry.check("save", "loads")
 def loads(ctx: CheckContext):
     model = saved_model(ctx)
-    if _shape(model.input_shape) != (None, 64):
+    if model.input_shape() != (None, 64):
         raise CheckFailed(f"{MODEL_FILE} must take 64 raw pixel values.", expected="input (None, 64)",
-                          found=f"input {_shape(model.input_shape)}")
+                          found=f"input {model.input_shape()}")
     return f"{MODEL_FILE} loads ({model.count_params():,} parameters)"
 
 
 @registry.check("save", "holdout_accuracy")
 def holdout_accuracy(ctx: CheckContext):
     model = saved_model(ctx)
-    return check_holdout_accuracy(lambda X: model.predict(X, verbose=0), ACCURACY_BAR,
+    return check_holdout_accuracy(model.predict, ACCURACY_BAR,
                                   hint="Train until early stopping ends it, and save the model with its Normalization "
                                        "layer in front: the grader feeds raw pixels (0..16).")
 
@@ -298,7 +300,7 @@ def backends_inputs(ctx: CheckContext) -> dict:
 def torch_backend_parity(ctx: CheckContext):
     found = ctx.outputs("backends")["torch_predictions"]
     X = backends_inputs(ctx)["X"]
-    expected = np.asarray(saved_model(ctx).predict(X, verbose=0), dtype=np.float64)
+    expected = np.asarray(saved_model(ctx).predict(X), dtype=np.float64)
     if found.shape != expected.shape:
         raise CheckFailed("The torch-backend predictions have the wrong shape.", expected=str(expected.shape), found=str(found.shape))
     diff = float(np.abs(found - expected).max())

@@ -588,31 +588,16 @@ def fit_curves(ctx: CheckContext):
 
 
 # -- save --------------------------------------------------------------------------------------
-def exported_program(ctx: CheckContext):
-    if "program" not in ctx.cache:
-        path = ctx.artifact(PROGRAM_FILE, "save", hint=f"torch.export.save(program, '{PROGRAM_FILE}')")
-        try:
-            ctx.cache["program"] = _torch().export.load(str(path))
-        except Exception as exc:  # noqa: BLE001 - any load failure is the artifact's problem
-            raise CheckFailed(f"{PROGRAM_FILE} could not be loaded with torch.export.load: "
-                              f"{type(exc).__name__}: {str(exc)[:300]}",
-                              hint="torch.export.save(torch.export.export(model, (example,), ...), "
-                                   f"'{PROGRAM_FILE}')") from None
-    return ctx.cache["program"]
+PROGRAM_HINT = ("Export with a dynamic batch dimension: dynamic_shapes={'x': {0: Dim('batch')}}, and a model that "
+                "takes raw pixels (0..16), shape (n, 64).")
 
 
-def run_program(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
-    torch = _torch()
-    module = exported_program(ctx).module()
-    try:
-        with torch.no_grad():
-            out = module(torch.from_numpy(np.ascontiguousarray(X, np.float32)))
-    except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"{PROGRAM_FILE} fails on a batch of {len(X)} raw-pixel rows: "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-                          hint="Export with a dynamic batch dimension: dynamic_shapes={'x': {0: Dim('batch')}}, "
-                               "and a model that takes raw pixels (0..16), shape (n, 64).") from None
-    return np.asarray(out.detach().numpy(), np.float64)
+def run_program(ctx: CheckContext, X: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """The learner's digits_custom.pt2 on rows X, in the checker (torch.export.load, after refusing pickle)."""
+    path = ctx.artifact(PROGRAM_FILE, "save", hint=f"torch.export.save(program, '{PROGRAM_FILE}')")
+    found = ctx.run("pt2_run", f"{PROGRAM_FILE} could not be loaded with torch.export.load, or fails on a batch of {len(X)} "
+                    "raw-pixel rows", hint=PROGRAM_HINT, path=path, x=np.ascontiguousarray(X, np.float32), device=device)
+    return np.asarray(found["y"], np.float64)
 
 
 @registry.check("save", "program_loads")
@@ -649,22 +634,19 @@ def program_eval_mode(ctx: CheckContext):
 
 @registry.check("save", "state_dict_matches")
 def state_dict_matches(ctx: CheckContext):
-    torch = _torch()
     path = ctx.artifact(STATE_FILE, "save", hint=f"torch.save(model.state_dict(), '{STATE_FILE}')")
-    try:
-        saved = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"{STATE_FILE} could not be loaded with torch.load(weights_only=True): "
-                          f"{type(exc).__name__}: {str(exc)[:300]}",
-                          hint=f"torch.save(model.state_dict(), '{STATE_FILE}'): save the state dict, not the model.") from None
-    if not isinstance(saved, dict):
-        raise CheckFailed(f"{STATE_FILE} does not hold a state dict.", found=type(saved).__name__,
-                          hint=f"torch.save(model.state_dict(), '{STATE_FILE}')")
-    program_state = exported_program(ctx).state_dict
+    saved = ctx.run("torch_state", f"{STATE_FILE} could not be loaded with torch.load(weights_only=True)",
+                    hint=f"torch.save(model.state_dict(), '{STATE_FILE}'): save the state dict, not the model.", path=path)
+    if saved.pop("type", None) != "dict":
+        raise CheckFailed(f"{STATE_FILE} does not hold a state dict.", hint=f"torch.save(model.state_dict(), '{STATE_FILE}')")
+    saved.pop("other_keys", None)
+    program_path = ctx.artifact(PROGRAM_FILE, "save", hint=f"torch.export.save(program, '{PROGRAM_FILE}')")
+    program_state = ctx.run("pt2_state", f"{PROGRAM_FILE} could not be loaded with torch.export.load", path=program_path)
     if sorted(saved) != sorted(program_state):
         raise CheckFailed(f"{STATE_FILE}'s keys are not those of the exported model.",
                           expected=", ".join(sorted(program_state)[:8]), found=", ".join(sorted(saved)[:8]))
-    differ = [k for k, v in program_state.items() if not torch.equal(saved[k].cpu(), v.detach().cpu())]
+    differ = [k for k, v in program_state.items()
+              if np.shape(saved[k]) != np.shape(v) or saved[k].dtype != v.dtype or not np.array_equal(saved[k], v)]
     if differ:
         raise CheckFailed(f"{STATE_FILE} holds other weights than {PROGRAM_FILE}: {', '.join(differ[:5])} differ.",
                           hint="Save both from the same trained model, after training.")
@@ -672,15 +654,10 @@ def state_dict_matches(ctx: CheckContext):
 
 
 def device_parity(ctx: CheckContext, device: str) -> str:
-    """The exported program, moved to `device`, against its CPU outputs on the held-out digits."""
-    torch = _torch()
-    from torch.export.passes import move_to_device_pass
-
+    """The exported program, moved to `device` (move_to_device_pass), against its CPU outputs on the held-out digits."""
     X, _ = holdout_digits()
     on_cpu = run_program(ctx, X)
-    module = move_to_device_pass(exported_program(ctx), device).module()
-    with torch.no_grad():
-        moved = module(torch.from_numpy(X).to(device)).cpu().numpy()
+    moved = run_program(ctx, X, device=device)
     atol = 1e-4  # GPU kernels may sum in another order (and use TF32 where it is enabled)
     if not close(moved, on_cpu, atol):
         raise CheckFailed(f"{PROGRAM_FILE} gives other outputs on {device}.", expected=f"max abs diff <= {atol:g}",

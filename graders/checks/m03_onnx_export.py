@@ -1,10 +1,11 @@
-"""Checks for module 03 (ONNX export). The learner's .onnx files are loaded here, with their external
-data, and run in the grader's own ONNX Runtime session; the PyTorch reference is module 02's DigitsNet
-(polyglot_lab.models) with the weights the notebook saved."""
+"""Checks for module 03 (ONNX export). The learner's .onnx files run in ONNX Runtime in the sandboxed checker
+(CheckerSession); their graphs are parsed here as data (onnx.load, external data kept inside the model's folder) for
+the structural checks. The PyTorch reference is module 02's DigitsNet (polyglot_lab.models), built here from the
+tensors the checker read out of the notebook's state dict."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -37,62 +38,55 @@ ARTIFACT_HINTS = {
 
 
 # -- loading artifacts -------------------------------------------------------------------------
-def external_locations(proto) -> list[str]:
-    """The files a model's tensors point to (external data), in order of first use."""
-    from onnx import TensorProto
-    from onnx.external_data_helper import _get_all_tensors
-
-    locations = []
-    for tensor in _get_all_tensors(proto):
-        if tensor.data_location == TensorProto.EXTERNAL:
-            location = {e.key: e.value for e in tensor.external_data}.get("location", "")
-            if location not in locations:
-                locations.append(location)
-    return locations
-
-
-def load_onnx(ctx: CheckContext, name: str, exercise: str):
-    """The learner's ONNX file with its external data, or a CheckFailed that names what is wrong."""
+def load_onnx(ctx: CheckContext, name: str, exercise: str) -> dict:
+    """The learner's ONNX file as the checker read it (ops.onnx_graph: external data, the full checker's verdict,
+    inputs, outputs, nodes, small constants, bytes), or a CheckFailed that names what is wrong."""
     key = f"onnx:{name}"
     if key not in ctx.cache:
-        import onnx
-        from onnx.external_data_helper import load_external_data_for_model
-
         path = ctx.artifact(name, exercise, hint=ARTIFACT_HINTS.get(name))
-        try:
-            proto = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is the artifact's problem
-            raise CheckFailed(f"{name} is not an ONNX model: {type(exc).__name__}: {str(exc)[:200]}") from None
-        ctx.cache[f"data_files:{name}"] = external_locations(proto)  # gone once the data is loaded in
-        missing = [loc for loc in ctx.cache[f"data_files:{name}"] if not (path.parent / loc).is_file()]
+        graph = ctx.run("onnx_graph", f"{name} is not an ONNX model", path=path)
+        missing = list(graph.get("missing") or [])
         if missing:
             raise CheckFailed(f"{name} keeps its weights in {missing[0]}, and that file is missing beside it.",
                               expected=f"{missing[0]} in the same folder as {name}", found="no such file",
                               hint="Keep the .onnx.data file next to the .onnx file (they travel together), or "
                                    "export with external_data=False to get one self-contained file.")
-        load_external_data_for_model(proto, str(path.parent))
-        ctx.cache[key] = proto
+        ctx.cache[key] = graph
     return ctx.cache[key]
 
 
 def data_files(ctx: CheckContext, name: str, exercise: str) -> list[str]:
     """The external data files the learner's model keeps its weights in (none for a self-contained file)."""
-    load_onnx(ctx, name, exercise)
-    return ctx.cache[f"data_files:{name}"]
+    return list(load_onnx(ctx, name, exercise)["external"])
 
 
-def onnx_session(ctx: CheckContext, name: str, exercise: str, providers=CPU):
+class CheckerSession:
+    """An ONNX Runtime session on a learner's file, held by the sandboxed checker: the part of ORT's API the checks
+    use (inputs, run, a latency measured there)."""
+
+    def __init__(self, ctx: CheckContext, path: Path, name: str, providers):
+        self.ctx, self.path, self.name, self.providers = ctx, path, name, list(providers)
+        self.info = ctx.run("ort_info", f"ONNX Runtime cannot load {name}", path=path, providers=self.providers)
+
+    def get_inputs(self):
+        return [SimpleNamespace(name=i["name"], shape=i["shape"]) for i in self.info["inputs"]]
+
+    def run(self, _outputs, feed: dict) -> list:
+        (x,) = feed.values()
+        return [self.ctx.run("ort_run", f"{self.name} fails on a batch of {len(x)} rows", path=self.path, x=x,
+                             providers=self.providers)["y"]]
+
+    def latency(self, X: np.ndarray, repeats: int) -> float:
+        """Median seconds per run on X, measured in the checker (warm-up first)."""
+        return float(self.ctx.run("ort_latency", f"{self.name} could not be timed", path=self.path, x=X,
+                                  repeats=repeats, providers=self.providers)["median_s"])
+
+
+def onnx_session(ctx: CheckContext, name: str, exercise: str, providers=CPU) -> CheckerSession:
     key = f"session:{name}:{','.join(providers)}"
     if key not in ctx.cache:
-        import onnxruntime as ort
-
         load_onnx(ctx, name, exercise)  # names a missing .data file before ONNX Runtime trips on it
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            ctx.cache[key] = ort.InferenceSession(str(ctx.workdir / name), options, providers=list(providers))
-        except Exception as exc:  # noqa: BLE001
-            raise CheckFailed(f"ONNX Runtime cannot load {name}: {type(exc).__name__}: {str(exc)[:300]}") from None
+        ctx.cache[key] = CheckerSession(ctx, ctx.workdir / name, name, providers)
     return ctx.cache[key]
 
 
@@ -111,6 +105,8 @@ def run_session(session, X: np.ndarray, name: str) -> np.ndarray:
             padded = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - len(chunk), axis=0)])
             outputs.append(np.asarray(session.run(None, {first.name: padded})[0], np.float64)[:len(chunk)])
         return np.concatenate(outputs)
+    except CheckFailed:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise CheckFailed(f"{name} fails on a batch of {len(X)} rows: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:300]}",
@@ -118,18 +114,22 @@ def run_session(session, X: np.ndarray, name: str) -> np.ndarray:
 
 
 def torch_reference(ctx: CheckContext):
-    """Module 02's DigitsNet with the weights the notebook saved: the PyTorch side of every parity check."""
+    """Module 02's DigitsNet with the weights the notebook saved (read by the checker, rebuilt here from plain
+    arrays): the PyTorch side of every parity check."""
     if "reference" not in ctx.cache:
         import torch
 
         path = ctx.artifact(STATE_FILE, "export", hint=ARTIFACT_HINTS[STATE_FILE])
+        hint = "Keep the notebook's first cells as they are: they save it."
+        saved = ctx.run("torch_state", f"{STATE_FILE} does not load with torch.load(weights_only=True)", hint=hint,
+                        path=path)
+        state = {k: torch.from_numpy(np.array(v)) for k, v in saved.items() if isinstance(v, np.ndarray)}
         try:
-            state = torch.load(path, weights_only=True, map_location="cpu")
             model = models.digits_net(state["mean"], state["std"])
             model.load_state_dict(state)
         except Exception as exc:  # noqa: BLE001
             raise CheckFailed(f"{STATE_FILE} does not hold DigitsNet's state dict: {type(exc).__name__}: "
-                              f"{str(exc)[:200]}", hint="Keep the notebook's first cells as they are: they save it.") from None
+                              f"{str(exc)[:200]}", hint=hint) from None
         ctx.cache["reference"] = model.eval()
     return ctx.cache["reference"]
 
@@ -141,33 +141,21 @@ def reference_logits(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
         return torch_reference(ctx)(torch.from_numpy(np.ascontiguousarray(X, np.float32))).numpy().astype(np.float64)
 
 
-def file_size(path: Path) -> int:
-    """Bytes on disk of a model and of the external data files it uses."""
-    import onnx
-    proto = onnx.load(str(path), load_external_data=False)
-    return path.stat().st_size + sum((path.parent / loc).stat().st_size for loc in external_locations(proto))
-
-
 # -- export ------------------------------------------------------------------------------------
 @registry.check("export", "loads")
 def export_loads(ctx: CheckContext):
-    import onnx
-
-    proto = load_onnx(ctx, FLOAT_FILE, "export")
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"{FLOAT_FILE} fails onnx.checker's full check: {str(exc).splitlines()[0][:300]}") from None
+    graph = load_onnx(ctx, FLOAT_FILE, "export")
+    if graph["checker_error"] is not None:
+        raise CheckFailed(f"{FLOAT_FILE} fails onnx.checker's full check: {str(graph['checker_error'])[:300]}")
     data = data_files(ctx, FLOAT_FILE, "export")
     return f"{FLOAT_FILE} loads and passes the full checker" + (f" (weights in {data[0]})" if data else "")
 
 
 @registry.check("export", "names")
 def export_names(ctx: CheckContext):
-    graph = load_onnx(ctx, FLOAT_FILE, "export").graph
-    initializers = {i.name for i in graph.initializer}
-    inputs = [i.name for i in graph.input if i.name not in initializers]
-    outputs = [o.name for o in graph.output]
+    graph = load_onnx(ctx, FLOAT_FILE, "export")
+    inputs = [i["name"] for i in graph["inputs"]]
+    outputs = list(graph["outputs"])
     if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
         wrong = "input" if inputs != [INPUT_NAME] else "output"
         raise CheckFailed(f"The model's {wrong} name is not the one asked for: servers and later modules feed "
@@ -179,12 +167,11 @@ def export_names(ctx: CheckContext):
 
 @registry.check("export", "dynamic_batch")
 def export_dynamic_batch(ctx: CheckContext):
-    graph = load_onnx(ctx, FLOAT_FILE, "export").graph
-    dims = graph.input[0].type.tensor_type.shape.dim
-    if dims and dims[0].HasField("dim_value"):
-        raise CheckFailed(f"The batch size is fixed at {dims[0].dim_value}: the model takes no other batch size.",
+    dims = load_onnx(ctx, FLOAT_FILE, "export")["first_input_dims"]
+    if dims and isinstance(dims[0], int):
+        raise CheckFailed(f"The batch size is fixed at {dims[0]}: the model takes no other batch size.",
                           expected="a symbolic first dimension (dim_param, such as 'batch')",
-                          found=f"dim_value {dims[0].dim_value}",
+                          found=f"dim_value {dims[0]}",
                           hint="torch.onnx.export(..., dynamic_shapes={'x': {0: torch.export.Dim('batch')}})")
     session = onnx_session(ctx, FLOAT_FILE, "export")
     X, _ = holdout_digits()
@@ -192,35 +179,26 @@ def export_dynamic_batch(ctx: CheckContext):
         out = run_session(session, X[:size], FLOAT_FILE)
         if out.shape != (size, 10):
             raise CheckFailed("The output has the wrong shape.", expected=f"({size}, 10)", found=str(out.shape))
-    return f"dynamic batch '{dims[0].dim_param if dims else '?'}': runs at batch 1 and 37"
+    return f"dynamic batch '{dims[0] if dims and dims[0] else '?'}': runs at batch 1 and 37"
 
 
-def constant_values(graph) -> dict:
-    """Initializers and Constant outputs of a graph, by name, as arrays."""
-    from onnx import numpy_helper
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
-
-
-def training_nodes(graph) -> list[str]:
-    """Nodes that behave as in training: Dropout with training_mode true, BatchNormalization with training_mode=1."""
-    constants = constant_values(graph)
+def training_nodes(graph: dict) -> list[str]:
+    """Nodes that behave as in training: Dropout with training_mode true (a constant, or an input that may be),
+    BatchNormalization with training_mode=1."""
+    constants = graph["small_constants"]
     found = []
-    for node in graph.node:
-        if node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]:
-            if bool(np.asarray(constants.get(node.input[2], True)).all()):
-                found.append(f"Dropout '{node.name}'")
-        if node.op_type == "BatchNormalization" and any(a.name == "training_mode" and a.i for a in node.attribute):
-            found.append(f"BatchNormalization '{node.name}'")
+    for node in graph["nodes"]:
+        if node["op"] == "Dropout" and len(node["inputs"]) > 2 and node["inputs"][2]:
+            if bool(np.asarray(constants.get(node["inputs"][2], True)).all()):
+                found.append(f"Dropout '{node['name']}'")
+        if node["op"] == "BatchNormalization" and node["ints"].get("training_mode"):
+            found.append(f"BatchNormalization '{node['name']}'")
     return found
 
 
 @registry.check("export", "eval_mode")
 def export_eval_mode(ctx: CheckContext):
-    found = training_nodes(load_onnx(ctx, FLOAT_FILE, "export").graph)
+    found = training_nodes(load_onnx(ctx, FLOAT_FILE, "export"))
     if found:
         raise CheckFailed("The model was exported in train mode: the graph keeps training behaviour "
                           f"({', '.join(found[:3])}). ONNX Runtime happens to drop a Dropout, other runtimes apply it.",
@@ -412,7 +390,7 @@ def runtime_reference_evaluator(ctx: CheckContext):
     if not out["evaluators"]:
         raise CheckFailed("reference_predict does not use onnx.reference.ReferenceEvaluator: it is the second, "
                           "independent oracle.", hint="ReferenceEvaluator(path).run(None, {input_name: X})[0]")
-    session = ort.InferenceSession(as_bytes(grader_model(ctx)).tobytes(), providers=CPU)
+    session = ort.InferenceSession(as_bytes(grader_model(ctx)).tobytes(), providers=CPU)  # the grader's own model
     expected = run_session(session, given["X"], "the grader's model")
     if not close(out["reference_predictions"], expected):
         raise CheckFailed("reference_predict's outputs differ from ONNX Runtime's on the grader's model.",
@@ -457,9 +435,7 @@ def control_flow_both_branches(ctx: CheckContext):
 
 # -- quantize ----------------------------------------------------------------------------------
 def size_ratio(ctx: CheckContext) -> float:
-    load_onnx(ctx, FLOAT_FILE, "quantize")
-    load_onnx(ctx, INT8_FILE, "quantize")
-    return file_size(ctx.workdir / INT8_FILE) / file_size(ctx.workdir / FLOAT_FILE)
+    return load_onnx(ctx, INT8_FILE, "quantize")["bytes"] / load_onnx(ctx, FLOAT_FILE, "quantize")["bytes"]
 
 
 @registry.check("quantize", "smaller")
@@ -491,16 +467,8 @@ def quantize_accuracy_kept(ctx: CheckContext):
     return f"held-out accuracy {int8_accuracy:.3f} (float {float_accuracy:.3f})"
 
 
-def median_latency(session, X: np.ndarray, repeats: int = 30) -> float:
-    feed = {session.get_inputs()[0].name: X}
-    for _ in range(5):  # warm-up
-        session.run(None, feed)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
+def median_latency(session: CheckerSession, X: np.ndarray, repeats: int = 30) -> float:
+    return session.latency(X, repeats)
 
 
 @registry.check("quantize", "report")

@@ -1,12 +1,10 @@
-"""Checks for module 04 (TensorFlow). The learner's converter runs in its own process (graders.converter_runner)
-on ONNX's backend cases and on models the grader exports itself; SavedModel and LiteRT files are loaded here; the
-learner's codec is served by a real server on 127.0.0.1. Expected values come from ONNX Runtime, in this process."""
+"""Checks for module 04 (TensorFlow). Everything the notebook produced is opened in the sandboxed checker
+(ctx.run): the learner's converter on ONNX's backend cases and on models the grader exports itself, the ONNX file,
+the SavedModel, the LiteRT files, and the learner's codec behind a real server. Verdicts and the expected values of
+the grader's own models are computed here."""
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -49,17 +47,17 @@ HINTS[TFLITE_DYNAMIC_FILE] = HINTS[TFLITE_FILE] + ", with converter.optimization
 
 
 def ort_predict(onnx_path: Path, X: np.ndarray) -> np.ndarray:
+    """ONNX Runtime on a model the grader exported itself (in this process)."""
     return ort_run(onnx_path, np.ascontiguousarray(X, np.float32))
 
 
 def reference_logits(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
-    """ONNX Runtime on the notebook's digits_cnn.onnx: what every TensorFlow artifact must reproduce."""
+    """ONNX Runtime on the notebook's digits_cnn.onnx (in the checker): what every TensorFlow artifact must
+    reproduce."""
     path = ctx.artifact(ONNX_FILE, "converter", hint=HINTS[ONNX_FILE])
-    try:
-        return ort_predict(path, X)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"{ONNX_FILE} does not run in ONNX Runtime: {type(exc).__name__}: {str(exc)[:200]}",
-                          hint=HINTS[ONNX_FILE]) from None
+    found = ctx.run("ort_run", f"{ONNX_FILE} does not run in ONNX Runtime", hint=HINTS[ONNX_FILE], path=path,
+                    x=np.ascontiguousarray(X, np.float32))
+    return np.asarray(found["y"], np.float64)
 
 
 # -- the converter, run in its own process ---------------------------------------------------------
@@ -171,27 +169,23 @@ def xla_report(ctx: CheckContext):
 
 
 # -- SavedModel ------------------------------------------------------------------------------------
-def serving_signature(ctx: CheckContext):
+def serving_signature(ctx: CheckContext) -> dict:
+    """The SavedModel's serving_default signature, as the checker read it: {"inputs": {name: {"shape", "dtype"}},
+    "outputs": [names]}."""
     if "signature" not in ctx.cache:
-        import tensorflow as tf
-
         path = ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR])
-        try:
-            loaded = tf.saved_model.load(str(path))
-        except Exception as exc:  # noqa: BLE001
-            raise CheckFailed(f"{SAVEDMODEL_DIR} does not load: {type(exc).__name__}: {str(exc)[:200]}",
-                              hint=HINTS[SAVEDMODEL_DIR]) from None
-        if "serving_default" not in loaded.signatures:
-            raise CheckFailed(f"{SAVEDMODEL_DIR} has no serving_default signature.", found=str(list(loaded.signatures)),
+        info = ctx.run("savedmodel_info", f"{SAVEDMODEL_DIR} does not load", hint=HINTS[SAVEDMODEL_DIR], path=path)
+        if "inputs" not in info:
+            raise CheckFailed(f"{SAVEDMODEL_DIR} has no serving_default signature.", found=str(info.get("signatures")),
                               hint=HINTS[SAVEDMODEL_DIR])
-        ctx.cache["signature"] = (loaded, loaded.signatures["serving_default"])
-    return ctx.cache["signature"][1]
+        ctx.cache["signature"] = info
+    return ctx.cache["signature"]
 
 
 @registry.check("saved_model", "names")
 def saved_model_names(ctx: CheckContext):
     signature = serving_signature(ctx)
-    inputs, outputs = sorted(signature.structured_input_signature[1]), sorted(signature.structured_outputs)
+    inputs, outputs = sorted(signature["inputs"]), sorted(signature["outputs"])
     if inputs != ["pixels"] or outputs != ["logits"]:
         raise CheckFailed("The serving signature's tensors are not named as asked: clients call them by name.",
                           expected="input 'pixels', output 'logits'", found=f"inputs {inputs}, outputs {outputs}",
@@ -201,8 +195,8 @@ def saved_model_names(ctx: CheckContext):
 
 @registry.check("saved_model", "dynamic_batch")
 def saved_model_dynamic_batch(ctx: CheckContext):
-    specs = serving_signature(ctx).structured_input_signature[1]
-    shape = next(iter(specs.values())).shape.as_list() if specs else None
+    specs = serving_signature(ctx)["inputs"]
+    shape = next(iter(specs.values()))["shape"] if specs else None
     if not shape or shape[0] is not None:
         raise CheckFailed("The signature fixes the batch size.", expected="[None, 64]", found=str(shape),
                           hint="An input_signature with None as the first dimension.")
@@ -210,12 +204,10 @@ def saved_model_dynamic_batch(ctx: CheckContext):
 
 
 def savedmodel_logits(ctx: CheckContext, X: np.ndarray, device: str | None = None) -> np.ndarray:
-    import tensorflow as tf
-    signature = serving_signature(ctx)
-    name = next(iter(signature.structured_input_signature[1]))
-    with tf.device(device or "/CPU:0"):
-        out = signature(**{name: tf.constant(np.ascontiguousarray(X, np.float32))})
-    return np.asarray(next(iter(out.values())), np.float64)
+    serving_signature(ctx)
+    found = ctx.run("savedmodel_run", f"{SAVEDMODEL_DIR} fails on a batch of {len(X)} rows", hint=HINTS[SAVEDMODEL_DIR],
+                    path=ctx.workdir / SAVEDMODEL_DIR, x=np.ascontiguousarray(X, np.float32), device=device or "/CPU:0")
+    return np.asarray(found["y"], np.float64)
 
 
 @registry.check("saved_model", "parity")
@@ -230,8 +222,7 @@ def saved_model_parity(ctx: CheckContext):
 
 @registry.check("saved_model", "gpu_parity")
 def saved_model_gpu_parity(ctx: CheckContext):
-    import tensorflow as tf
-    if not tf.config.list_physical_devices("GPU"):
+    if not ctx.run("tf_gpu_available", "TensorFlow could not be asked for a GPU")["available"]:
         raise CheckSkipped("TensorFlow sees no GPU here")
     X, _ = holdout_digits()
     found, expected = savedmodel_logits(ctx, X, "/GPU:0"), savedmodel_logits(ctx, X)
@@ -243,20 +234,10 @@ def saved_model_gpu_parity(ctx: CheckContext):
 
 # -- LiteRT ----------------------------------------------------------------------------------------
 def litert_logits(ctx: CheckContext, name: str, X: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
     path = ctx.artifact(name, "tflite", hint=HINTS[name])
-    try:
-        interpreter = Interpreter(model_path=str(path))
-        entry = interpreter.get_input_details()[0]
-        interpreter.resize_tensor_input(entry["index"], list(X.shape))
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(entry["index"], np.ascontiguousarray(X, np.float32))
-        interpreter.invoke()
-        return np.asarray(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), np.float64)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"LiteRT cannot run {name} on a batch of {len(X)}: {type(exc).__name__}: {str(exc)[:200]}",
-                          hint=HINTS[name]) from None
+    found = ctx.run("litert_run", f"LiteRT cannot run {name} on a batch of {len(X)}", hint=HINTS[name], path=path,
+                    x=np.ascontiguousarray(X, np.float32))
+    return np.asarray(found["y"], np.float64)
 
 
 @registry.check("tflite", "float_parity")
@@ -313,62 +294,56 @@ def reference_savedmodel(directory: Path, rng: np.random.Generator) -> tuple[np.
 
 
 BAD_REQUESTS = {
-    "bad JSON": b'{"instances": [[1, 2,',
-    "a body that is not an object": b"[1, 2, 3]",
-    "neither 'instances' nor 'inputs'": {"rows": [[0.0] * SERVE_FEATURES]},
-    "both 'instances' and 'inputs'": {"instances": [[0.0] * SERVE_FEATURES], "inputs": [[0.0] * SERVE_FEATURES]},
-    "a wrong shape": {"instances": [[0.0] * (SERVE_FEATURES + 2)]},
-    "strings for numbers": {"instances": [["a"] * SERVE_FEATURES]},
-    "an oversized batch": {"instances": [[0.0] * SERVE_FEATURES] * 20_000},
+    "bad JSON": {"raw": '{"instances": [[1, 2,'},
+    "a body that is not an object": {"raw": "[1, 2, 3]"},
+    "neither 'instances' nor 'inputs'": {"json": {"rows": [[0.0] * SERVE_FEATURES]}},
+    "both 'instances' and 'inputs'": {"json": {"instances": [[0.0] * SERVE_FEATURES], "inputs": [[0.0] * SERVE_FEATURES]}},
+    "a wrong shape": {"json": {"instances": [[0.0] * (SERVE_FEATURES + 2)]}},
+    "strings for numbers": {"json": {"instances": [["a"] * SERVE_FEATURES]}},
+    "an oversized batch": {"json": {"instances": [[0.0] * SERVE_FEATURES] * 20_000}},
 }
 
 
-def post(url: str, body) -> dict:
-    """POST a JSON body (or raw bytes); {"status", "json"} of the answer, or an "error" when none came."""
-    import httpx
+def http_answer(answer) -> dict:
+    """One answer as the checker recorded it, in the shape the checks read: {"status": int or None, "json", "error"}."""
+    if not isinstance(answer, dict):
+        return {"status": None, "json": None, "error": "no answer"}
+    status = answer.get("status")
+    return {"status": status if isinstance(status, int) and not isinstance(status, bool) else None,
+            "json": answer.get("json"), "error": str(answer.get("error") or "")[:300]}
 
-    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
-    try:
-        response = httpx.post(url, timeout=60, **kwargs)
-    except httpx.HTTPError as exc:
-        return {"status": None, "json": None, "error": f"{type(exc).__name__}: {exc}"}
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    return {"status": response.status_code, "json": payload}
+
+def serve_through_codec(ctx: CheckContext, model_dir: Path, name: str, requests: dict, burst: list, hint: str) -> dict:
+    """The grader's SavedModel served through the learner's codec, in the checker (the codec is learner code): each
+    request sent once, the burst concurrently. {"answers": {purpose: {"status", "json"}}, "burst": [...], "alive"}."""
+    codec = ctx.artifact(CODEC_FILE, "serve", hint=HINTS[CODEC_FILE])
+    found = ctx.run("serve", f"The server could not be run with {CODEC_FILE}", hint=hint, model_dir=model_dir,
+                    codec=codec, name=name, requests=requests, burst=burst)
+    if "startup_error" in found:
+        raise CheckFailed(f"The server did not start with {CODEC_FILE}: {str(found['startup_error'])[:400]}", hint=hint)
+    return found
 
 
 def serving_session(ctx: CheckContext) -> dict:
-    """Start the server with the learner's codec, send every request once, stop it; the answers, by purpose."""
+    """Serve the grader's model through the learner's codec, send every request once; the answers, by purpose."""
     if "serving" not in ctx.cache:
-        from polyglot_lab.serving import Server
-
-        codec = ctx.artifact(CODEC_FILE, "serve", hint=HINTS[CODEC_FILE])
-        model_dir = Path(tempfile.mkdtemp(prefix="polyglot-serve-"))
-        try:
-            rng = ctx.rng("serve")
-            W, b = reference_savedmodel(model_dir / "affine", rng)
-            X = rng.normal(size=(int(rng.integers(2, 9)), SERVE_FEATURES)).astype(np.float32)
-            burst = [rng.normal(size=(int(rng.integers(1, 30)), SERVE_FEATURES)).astype(np.float32) for _ in range(24)]
-
-            try:
-                with Server(model_dir / "affine", codec, cwd=ctx.workdir, startup_s=120) as server:
-                    url = server.url(":predict")
-                    results = {"rows": post(url, {"instances": X.tolist()}),
-                               "columns": post(url, {"inputs": {"pixels": X.tolist()}}),
-                               "bad": {what: post(url, body) for what, body in BAD_REQUESTS.items()}}
-                    with ThreadPoolExecutor(max_workers=8) as pool:
-                        results["burst"] = list(pool.map(lambda rows: post(url, {"instances": rows.tolist()}), burst))
-                    results["alive"] = server.alive()
-            except RuntimeError as exc:
-                raise CheckFailed(f"The server did not start with {CODEC_FILE}: {str(exc)[:400]}",
-                                  hint="serving_codec.py must import on its own and define request_to_tensors and "
-                                       "response_from_tensors.") from None
-            results.update(X=X, expected=X @ W + b, burst_inputs=burst, W=W, b=b)
-            ctx.cache["serving"] = results
-        finally:
-            shutil.rmtree(model_dir, ignore_errors=True)
+        rng = ctx.rng("serve")
+        model_dir = ctx.checker.folder("serve") / "affine"
+        W, b = reference_savedmodel(model_dir, rng)
+        X = rng.normal(size=(int(rng.integers(2, 9)), SERVE_FEATURES)).astype(np.float32)
+        burst = [rng.normal(size=(int(rng.integers(1, 30)), SERVE_FEATURES)).astype(np.float32) for _ in range(24)]
+        requests = {"rows": {"json": {"instances": X.tolist()}}, "columns": {"json": {"inputs": {"pixels": X.tolist()}}},
+                    **{f"bad:{what}": body for what, body in BAD_REQUESTS.items()}}
+        found = serve_through_codec(ctx, model_dir, "digits", requests, [{"json": {"instances": rows.tolist()}} for rows in burst],
+                                    hint="serving_codec.py must import on its own and define request_to_tensors and "
+                                         "response_from_tensors.")
+        answers = found.get("answers") if isinstance(found.get("answers"), dict) else {}
+        results = {"rows": http_answer(answers.get("rows")), "columns": http_answer(answers.get("columns")),
+                   "bad": {what: http_answer(answers.get(f"bad:{what}")) for what in BAD_REQUESTS},
+                   "burst": [http_answer(a) for a in (list(found.get("burst") or []) + [None] * len(burst))[:len(burst)]],
+                   "alive": bool(found.get("alive"))}
+        results.update(X=X, expected=X @ W + b, burst_inputs=burst, W=W, b=b)
+        ctx.cache["serving"] = results
     return ctx.cache["serving"]
 
 

@@ -1,13 +1,10 @@
 """Checks for module 05 (capstone). Every figure is recomputed here from the artifacts the notebook saved, on
 sequences generated at grade time and padded to lengths the notebook did not use: accuracy, the parity matrix
-across seven runtimes, and the report's numbers. Keras on the torch backend runs in its own process."""
+across seven runtimes, and the report's numbers. The artifacts are opened and run in the sandboxed checker
+(ctx.run); the grader's own reference models run here."""
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -98,55 +95,35 @@ def _load_failed(name: str, exc: Exception) -> CheckFailed:
     return CheckFailed(f"{name} does not load: {type(exc).__name__}: {str(exc).strip()[:300]}", hint=HINTS[name])
 
 
-def keras_model(ctx: CheckContext):
-    def load():
-        import keras
-        path = ctx.artifact(KERAS_FILE, "keras", hint=HINTS[KERAS_FILE])
-        try:
-            return keras.models.load_model(path)  # safe_mode: no code from the file runs
-        except Exception as exc:  # noqa: BLE001
-            raise _load_failed(KERAS_FILE, exc) from None
-    return _loaded(ctx, "keras_model", load)
+def keras_summary(ctx: CheckContext) -> dict:
+    """capstone.keras as the checker loaded it (safe mode): its inputs' shapes, layers and parameter count."""
+    path = ctx.artifact(KERAS_FILE, "keras", hint=HINTS[KERAS_FILE])
+    return _loaded(ctx, "keras_summary", lambda: ctx.run("keras_summary", f"{KERAS_FILE} does not load",
+                                                         hint=HINTS[KERAS_FILE], path=path))
 
 
 def keras_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
-    try:
-        return np.asarray(keras_model(ctx).predict(tokens, verbose=0, batch_size=256), np.float64)
-    except CheckFailed:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"{KERAS_FILE} fails on tokens of shape {tokens.shape}: {type(exc).__name__}: "
-                          f"{str(exc).strip()[:300]}", hint="keras.Input((None,), dtype='int32', name='tokens')") from None
+    keras_summary(ctx)  # a file that does not load says so first
+    found = ctx.run("keras_predict", f"{KERAS_FILE} fails on tokens of shape {tokens.shape}",
+                    hint="keras.Input((None,), dtype='int32', name='tokens')", path=ctx.workdir / KERAS_FILE, x=tokens)
+    return np.asarray(found["y"], np.float64)
 
 
 def keras_torch_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
-    """The same .keras file on Keras's torch backend, in a process of its own."""
+    """The same .keras file on Keras's torch backend (a process of the checker's own)."""
     path = ctx.artifact(KERAS_FILE, "keras", hint=HINTS[KERAS_FILE])
-    scratch = Path(tempfile.mkdtemp(prefix="polyglot-keras-torch-"))
-    try:
-        np.save(scratch / "tokens.npy", tokens)
-        env = {**os.environ, "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}
-        run = subprocess.run([sys.executable, "-m", "graders.keras_runner", str(path), str(scratch / "tokens.npy"),
-                              str(scratch / "logits.npy")], check=False, env=env, capture_output=True, text=True,
-                             timeout=300)
-        if not (scratch / "logits.npy").exists():
-            why = run.stderr.strip().splitlines()[-1][:300] if run.stderr.strip() else f"exit {run.returncode}"
-            raise CheckFailed(f"{KERAS_FILE} does not run on Keras's torch backend: {why}",
-                              hint="Build the model from Keras layers and keras.ops only: no tf.* calls.")
-        return np.load(scratch / "logits.npy", allow_pickle=False).astype(np.float64)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    found = ctx.run("keras_predict_backend", f"{KERAS_FILE} does not run on Keras's torch backend",
+                    hint="Build the model from Keras layers and keras.ops only: no tf.* calls.", path=path, x=tokens,
+                    backend="torch")
+    return np.asarray(found["y"], np.float64)
 
 
 def onnx_input_dims(ctx: CheckContext) -> list:
-    import onnx
+    """The first input's dimensions: an int where fixed, None where dynamic."""
     path = ctx.artifact(ONNX_FILE, "export", hint=HINTS[ONNX_FILE])
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001
-        raise _load_failed(ONNX_FILE, exc) from None
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    return [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in dims]
+    info = _loaded(ctx, "onnx_info", lambda: ctx.run("ort_info", f"{ONNX_FILE} does not load", hint=HINTS[ONNX_FILE],
+                                                     path=path))
+    return list(info["inputs"][0]["shape"]) if info.get("inputs") else []
 
 
 def onnx_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
@@ -162,82 +139,44 @@ def onnx_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
         tokens = np.pad(tokens[:, :real], ((0, 0), (0, length - real)))
     step = batch or len(tokens)
     path = ctx.artifact(ONNX_FILE, "export", hint=HINTS[ONNX_FILE])
-    try:
-        parts = [ort_run(path, np.resize(tokens[i:i + step], (step, tokens.shape[1])))[:len(tokens[i:i + step])]
-                 for i in range(0, len(tokens), step)]
-    except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"{ONNX_FILE} does not run in ONNX Runtime: {type(exc).__name__}: {str(exc)[:300]}",
-                          hint=HINTS[ONNX_FILE]) from None
-    return np.concatenate(parts)
+    parts = [ctx.run("ort_run", f"{ONNX_FILE} does not run in ONNX Runtime", hint=HINTS[ONNX_FILE], path=path,
+                     x=np.resize(tokens[i:i + step], (step, tokens.shape[1])))["y"][:len(tokens[i:i + step])]
+             for i in range(0, len(tokens), step)]
+    return np.concatenate(parts).astype(np.float64)
 
 
 def pt2_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
-    import torch
+    path = ctx.artifact(PT2_FILE, "export", hint=HINTS[PT2_FILE])
+    found = ctx.run("pt2_run", f"{PT2_FILE} does not load, or fails on tokens of shape {tokens.shape}",
+                    hint="Export with a dynamic batch and length: " + HINTS[PT2_FILE], path=path, x=tokens)
+    return np.asarray(found["y"], np.float64)
+
+
+def serving_signature(ctx: CheckContext) -> dict:
+    path = ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR])
 
     def load():
-        path = ctx.artifact(PT2_FILE, "export", hint=HINTS[PT2_FILE])
-        try:
-            return torch.export.load(str(path)).module()
-        except Exception as exc:  # noqa: BLE001
-            raise _load_failed(PT2_FILE, exc) from None
-    program = _loaded(ctx, "pt2", load)
-    try:
-        with torch.no_grad():
-            return program(torch.from_numpy(tokens)).numpy().astype(np.float64)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"{PT2_FILE} fails on tokens of shape {tokens.shape}: {type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0][:300]}",
-                          hint="Export with a dynamic batch and length: " + HINTS[PT2_FILE]) from None
-
-
-def serving_signature(ctx: CheckContext):
-    def load():
-        import tensorflow as tf
-        path = ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR])
-        try:
-            loaded = tf.saved_model.load(str(path))
-        except Exception as exc:  # noqa: BLE001
-            raise _load_failed(SAVEDMODEL_DIR, exc) from None
-        if "serving_default" not in loaded.signatures:
-            raise CheckFailed(f"{SAVEDMODEL_DIR} has no serving_default signature.", found=str(list(loaded.signatures)),
+        info = ctx.run("savedmodel_info", f"{SAVEDMODEL_DIR} does not load", hint=HINTS[SAVEDMODEL_DIR], path=path)
+        if "inputs" not in info:
+            raise CheckFailed(f"{SAVEDMODEL_DIR} has no serving_default signature.", found=str(info.get("signatures")),
                               hint=HINTS[SAVEDMODEL_DIR])
-        return loaded, loaded.signatures["serving_default"]
-    return _loaded(ctx, "savedmodel", load)[1]
+        return info
+    return _loaded(ctx, "savedmodel", load)
 
 
 def savedmodel_logits(ctx: CheckContext, tokens: np.ndarray, xla: bool = False, device: str = "/CPU:0") -> np.ndarray:
-    import tensorflow as tf
-
-    signature = serving_signature(ctx)
-    name = next(iter(signature.structured_input_signature[1]))
-    fn = signature
-    if xla:
-        fn = _loaded(ctx, "savedmodel_xla", lambda: tf.function(lambda **feed: signature(**feed), jit_compile=True))
-    try:
-        with tf.device(device):
-            out = fn(**{name: tf.constant(tokens, tf.int64)})
-    except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"{SAVEDMODEL_DIR} fails on tokens of shape {tokens.shape}{' under XLA' if xla else ''}: "
-                          f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}",
-                          hint=HINTS[SAVEDMODEL_DIR]) from None
-    return np.asarray(next(iter(out.values())), np.float64)
+    serving_signature(ctx)
+    found = ctx.run("savedmodel_run", f"{SAVEDMODEL_DIR} fails on tokens of shape {tokens.shape}"
+                    f"{' under XLA' if xla else ''}", hint=HINTS[SAVEDMODEL_DIR], path=ctx.workdir / SAVEDMODEL_DIR,
+                    x=tokens.astype(np.int64), xla=xla, device=device)
+    return np.asarray(found["y"], np.float64)
 
 
 def litert_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
     path = ctx.artifact(TFLITE_FILE, "saved_model", hint=HINTS[TFLITE_FILE])
-    try:
-        interpreter = Interpreter(model_path=str(path))
-        entry = interpreter.get_input_details()[0]
-        interpreter.resize_tensor_input(entry["index"], list(tokens.shape))
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(entry["index"], tokens.astype(entry["dtype"]))
-        interpreter.invoke()
-        return np.asarray(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), np.float64)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"LiteRT cannot run {TFLITE_FILE} on tokens of shape {tokens.shape}: {type(exc).__name__}: "
-                          f"{str(exc)[:200]}", hint=HINTS[TFLITE_FILE]) from None
+    found = ctx.run("litert_run", f"LiteRT cannot run {TFLITE_FILE} on tokens of shape {tokens.shape}",
+                    hint=HINTS[TFLITE_FILE], path=path, x=tokens)
+    return np.asarray(found["y"], np.float64)
 
 
 RUNNERS = {"keras_tf": keras_logits, "keras_torch": keras_torch_logits, "torch": pt2_logits, "onnxruntime": onnx_logits,
@@ -248,16 +187,16 @@ RUNNERS = {"keras_tf": keras_logits, "keras_torch": keras_torch_logits, "torch":
 # -- Keras -----------------------------------------------------------------------------------------
 @registry.check("keras", "saved")
 def keras_saved(ctx: CheckContext):
-    model = keras_model(ctx)
-    shape = [tuple(t.shape) for t in model.inputs]
-    missing = [name for name in LAYERS if name not in {layer.name for layer in model.layers}]
+    model = keras_summary(ctx)
+    shape = [tuple(t) for t in model["inputs"]]
+    missing = [name for name in LAYERS if name not in {layer["name"] for layer in model["layers"] if layer["depth"] == 1}]
     if shape != [(None, None)]:
         raise CheckFailed("The model must take one input of token ids of any batch size and length.",
                           expected="[(None, None)]", found=str(shape), hint="keras.Input((None,), dtype='int32')")
     if missing:
         raise CheckFailed(f"Layers the next exercises rely on are missing or named otherwise: {', '.join(missing)}.",
                           expected=", ".join(LAYERS), hint="Name each layer: layers.Dense(..., name='ff1').")
-    return f"loads on its own; input {shape[0]}; {model.count_params():,} parameters"
+    return f"loads on its own; input {shape[0]}; {model['params']:,} parameters"
 
 
 def grader_accuracy(ctx: CheckContext) -> tuple[float, int]:
@@ -549,8 +488,7 @@ def saved_model_litert_parity(ctx: CheckContext):
 
 @registry.check("saved_model", "gpu_parity")
 def saved_model_gpu_parity(ctx: CheckContext):
-    import tensorflow as tf
-    if not tf.config.list_physical_devices("GPU"):
+    if not ctx.run("tf_gpu_available", "TensorFlow could not be asked for a GPU")["available"]:
         raise CheckSkipped("TensorFlow sees no GPU here")
     tokens = export_tokens(ctx)
     diff = fail_if_not_close(savedmodel_logits(ctx, tokens, device="/GPU:0"), savedmodel_logits(ctx, tokens), 1e-4,
@@ -561,21 +499,17 @@ def saved_model_gpu_parity(ctx: CheckContext):
 # -- serving ---------------------------------------------------------------------------------------
 @registry.check("serve", "predictions")
 def serve_predictions(ctx: CheckContext):
-    from graders.checks.m04_tensorflow_serving import post
-    from polyglot_lab.serving import Server
+    from graders.checks.m04_tensorflow_serving import http_answer, serve_through_codec
 
-    codec = ctx.artifact(CODEC_FILE, "serve", hint=HINTS[CODEC_FILE])
     model_dir = ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR])
     tokens = export_tokens(ctx)[:8]
     expected = onnx_logits(ctx, tokens)
-    try:
-        with Server(model_dir, codec, name="capstone", cwd=ctx.workdir, startup_s=120) as server:
-            answers = {"predictions": post(server.url(":predict"), {"instances": tokens.tolist()}),
-                       "outputs": post(server.url(":predict"), {"inputs": {"tokens": tokens.tolist()}})}
-    except RuntimeError as exc:
-        raise CheckFailed(f"The server did not start with {CODEC_FILE} and {SAVEDMODEL_DIR}: {str(exc)[:400]}",
-                          hint="serving_codec.py must import on its own and define request_to_tensors and "
-                               "response_from_tensors.") from None
+    found = serve_through_codec(ctx, model_dir, "capstone",
+                                {"predictions": {"json": {"instances": tokens.tolist()}},
+                                 "outputs": {"json": {"inputs": {"tokens": tokens.tolist()}}}}, [],
+                                hint="serving_codec.py must import on its own and define request_to_tensors and "
+                                     "response_from_tensors.")
+    answers = {key: http_answer((found.get("answers") or {}).get(key)) for key in ("predictions", "outputs")}
     for key, answer in answers.items():
         found = answer["json"].get(key) if isinstance(answer["json"], dict) else None
         if answer["status"] != 200 or found is None:

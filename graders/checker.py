@@ -1,0 +1,232 @@
+"""The grader's side of the checker: a process, in the kernel's sandbox, that opens and runs what a submission
+produced (polyglot_lab/checker). One per graded module, started on first use and reused by every check.
+
+    checker = Checker([workdir], device="cpu")
+    y = checker.call("keras_predict", path=str(workdir / "model.keras"), x=X)["y"]
+
+The checker reads the run's working directory, writes only its scratch folder, has no network, no grader files and
+an environment from an allow-list. Answers are plain data: JSON values on one line (bounded), arrays as .npy files
+read without pickle, symbolic links refused. A call that fails raises CheckerError with the checker's bounded
+message; one that runs too long, or a checker that dies or passes a limit, costs that call only: the process is
+killed (every process of its user) and the next call starts a new one.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from graders.limits import Limits, Watchdog, kill_user, process_tree
+from graders.sandbox import PRIVATE_TMP, Sandbox, availability, clean_env, user_of
+
+CALL_TIMEOUT_S = 300
+ANSWER_BYTES = 4 * 2**20        # one answer line: values only, arrays travel as files
+ARRAY_BYTES = 512 * 2**20       # one array file
+MESSAGE_CHARS = 400
+CHECKER_LIMITS = Limits(memory_mb=6000, processes=32, disk_mb=2000)
+
+
+class CheckerError(Exception):
+    """The checker could not do what was asked: `kind` is the exception's type there (or "timeout", "crashed",
+    "unsafe"), `message` its first line, bounded."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}" if message else kind)
+        self.kind, self.message = kind, message[:MESSAGE_CHARS]
+
+    @property
+    def unsafe(self) -> bool:
+        return self.kind == "unsafe"
+
+
+class Checker:
+    def __init__(self, readable: list[Path], device: str = "cpu", hide: tuple[Path, ...] = (),
+                 limits: Limits = CHECKER_LIMITS):
+        self.readable = tuple(Path(p).resolve() for p in readable)
+        self.device, self.hide, self.limits = device, tuple(hide), limits
+        self.process: subprocess.Popen | None = None
+        self.watchdog: Watchdog | None = None
+        self.scratch: Path | None = None
+        self.sandboxed = False
+        self.starts = 0
+        self._calls = 0
+        self._stderr: collections.deque = collections.deque(maxlen=64)
+
+    # -- life --------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        self.scratch = Path(tempfile.mkdtemp(prefix="polyglot-checker-"))
+        os.chmod(self.scratch, 0o755)
+        argv = [sys.executable, "-I", "-m", "polyglot_lab.checker"]
+        self.sandboxed = availability() is None
+        if self.sandboxed:
+            argv = Sandbox(self.scratch, self.scratch, self.hide, self.readable).wrap(argv)
+        env = clean_env(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3", POLYGLOT_GRADING="1")
+        if self.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        self.process = subprocess.Popen(argv, cwd=self.scratch, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, start_new_session=True)
+        self.starts += 1
+        threading.Thread(target=self._drain_stderr, args=(self.process.stderr,), daemon=True).start()
+        self.watchdog = Watchdog(self.process.pid, self.limits, folders=(self.scratch,),
+                                 private=PRIVATE_TMP if self.sandboxed else ())
+        self.watchdog.start()
+
+    def _drain_stderr(self, stream) -> None:
+        """Keep the last lines the checker printed (for a crash's message), never more."""
+        for line in iter(stream.readline, b""):
+            self._stderr.append(line[:1000].decode(errors="replace").rstrip())
+
+    def close(self) -> None:
+        """Stop the checker and every process of its user; remove its scratch folder."""
+        if self.process is not None:
+            if self.watchdog is not None:
+                self.watchdog.stop()
+                self.watchdog.kill_all()
+            if self.sandboxed:
+                kill_user(user_of(self.process.pid))
+            for stream in (self.process.stdin, self.process.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            self.process = None
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+    def __enter__(self) -> "Checker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def folder(self, name: str) -> Path:
+        """A new folder in the checker's scratch for files the grader hands over (its own exports, its models):
+        readable there, and gone with the checker."""
+        if self.process is None or self.process.poll() is not None:
+            self.close()
+            self._start()
+        self._calls += 1
+        path = self.scratch / f"{name}-{self._calls}"
+        path.mkdir()
+        return path
+
+    # -- calls -------------------------------------------------------------------------------------
+    def call(self, op: str, timeout_s: float = CALL_TIMEOUT_S, **args) -> dict:
+        """Run `op` with `args` (JSON values, NumPy arrays, paths) in the checker: its values and arrays, by name."""
+        if self.process is None or self.process.poll() is not None:
+            self.close()
+            self._start()
+        self._calls += 1
+        inputs, out = self.scratch / f"in-{self._calls}", self.scratch / f"out-{self._calls}"
+        inputs.mkdir()
+        arrays, values = {}, {}
+        for name, value in args.items():
+            self._open_to_checker(value)
+            if isinstance(value, np.ndarray):
+                np.save(inputs / f"{name}.npy", value, allow_pickle=False)
+                arrays[name] = str(inputs / f"{name}.npy")
+            else:
+                values[name] = str(value) if isinstance(value, Path) else value
+        for path in [inputs, *inputs.iterdir()]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        request = {"op": op, "args": values, "arrays": arrays, "out": str(out)}
+        try:
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+            answer = self._answer(timeout_s)
+            if not answer.get("ok"):
+                kind = "unsafe" if answer.get("unsafe") else str(answer.get("type", "Error"))[:80]
+                raise CheckerError(kind, str(answer.get("message", ""))[:MESSAGE_CHARS])
+            found = dict(answer.get("values") or {})
+            names = answer.get("arrays") or []
+            for index, name in enumerate(names):
+                found[str(name)] = _read_array(out / f"{index}.npy")
+            return found
+        except OSError as exc:
+            self._crashed(f"it stopped answering ({type(exc).__name__})")
+        finally:
+            shutil.rmtree(inputs, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
+
+    def _open_to_checker(self, value) -> None:
+        """Let the checker's user read a path it is given: its folders from the readable root down, and its files
+        (a kernel's own user wrote them, a test's temporary folders are private). Nothing outside `readable`."""
+        if not isinstance(value, (str, Path)) or not os.path.isabs(value) or not os.path.exists(value):
+            return
+        path = Path(os.path.realpath(value))
+        roots = (*self.readable, *([Path(os.path.realpath(self.scratch))] if self.scratch else []))
+        root = next((r for r in roots if r == path or r in path.parents), None)
+        if root is None:
+            return
+        for folder in [root, *(a for a in path.parents if root in a.parents)]:
+            os.chmod(folder, os.stat(folder).st_mode | 0o555)
+        for found in [path, *(path.rglob("*") if path.is_dir() else [])]:
+            if not found.is_symlink():
+                os.chmod(found, os.stat(found).st_mode | (0o555 if found.is_dir() else 0o444))
+
+    def _answer(self, timeout_s: float) -> dict:
+        """One line from the checker, within timeout_s and ANSWER_BYTES; else the checker is stopped."""
+        fd = self.process.stdout.fileno()
+        deadline, data = time.monotonic() + timeout_s, b""
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._crashed(f"it ran past the limit of {timeout_s:.0f} s", kind="timeout")
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if not ready:
+                if self.watchdog is not None and self.watchdog.reason:
+                    self._crashed(f"it was stopped: {self.watchdog.reason}")
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                reason = self.watchdog.reason if self.watchdog is not None and self.watchdog.reason else None
+                self._crashed(f"it was stopped: {reason}" if reason else "it crashed")
+            data += chunk
+            if len(data) > ANSWER_BYTES:
+                self._crashed("its answer was too long")
+        try:
+            answer = json.loads(data.split(b"\n", 1)[0])
+        except ValueError:
+            self._crashed("its answer was not JSON")
+        if not isinstance(answer, dict):
+            self._crashed("its answer was not a JSON object")
+        return answer
+
+    def _crashed(self, why: str, kind: str = "crashed"):
+        last = next((line for line in reversed(self._stderr) if line.strip()), "")
+        self.close()
+        raise CheckerError(kind, f"the process that ran it {why}" + (f" ({last[:200]})" if last and kind != "timeout" else ""))
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None and bool(process_tree(self.process.pid))
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """An array the checker wrote: a regular file (no link followed), bounded in size, no pickle."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise CheckerError("crashed", f"an answer's array is missing or a link ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size > ARRAY_BYTES:
+            raise CheckerError("crashed", f"an answer's array is over {ARRAY_BYTES // 2**20} MB")
+        try:
+            return np.load(handle, allow_pickle=False)
+        except ValueError as exc:
+            raise CheckerError("crashed", f"an answer's array is not a plain .npy file: {str(exc)[:100]}") from None
