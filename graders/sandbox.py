@@ -65,7 +65,7 @@ class Sandbox:
 
     def config(self, network_off: bool = True) -> dict:
         return {"keep": self.keep(), "cover": self.cover(), "cwd": str(self.workdir.resolve()), "home": HOME,
-                "network_off": network_off, "max_tasks": MAX_TASKS, "tmpfs_mb": TMPFS_MB}
+                "network_off": network_off, "max_tasks": MAX_TASKS, "tmpfs_mb": TMPFS_MB, "rootless": rootless()}
 
     def wrap(self, argv: list[str]) -> list[str]:
         return [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(self.config()), "--", *argv]
@@ -120,8 +120,6 @@ def availability() -> str | None:
         return f"turned off ({DISABLE}={os.environ[DISABLE]})"
     if sys.platform != "linux":
         return "it needs Linux namespaces"
-    if os.geteuid() != 0:
-        return "the grader is not running as root, which namespaces and a user id of the kernel's own need"
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="polyglot-sandbox-probe-") as tmp:
@@ -132,13 +130,24 @@ def availability() -> str | None:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"it could not start: {exc}"
     if done.returncode != 0:
-        return f"it could not start: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode
+        if rootless():
+            return f"the grader is not root and unprivileged user namespaces are not available here ({why})"
+        return f"it could not start: {why}"
     return None
+
+
+def rootless() -> bool:
+    """Not root: the sandbox then rests on an unprivileged user namespace (same user, no user id of its own)."""
+    return os.geteuid() != 0
 
 
 def protection() -> str:
     """One line for results and reports: what protected the grader from this kernel."""
     why_not = availability()
+    if why_not is None and rootless():
+        return ("rootless sandbox: no network, grader files hidden, own /tmp and processes (a user namespace); "
+                "the grading user's id")
     if why_not is None:
         return "sandbox: no network, grader files hidden, own user and /tmp"
     return f"no sandbox ({why_not}): time, memory, process and output limits only"

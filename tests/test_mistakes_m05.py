@@ -288,3 +288,30 @@ def test_report_numbers_that_do_not_match_the_artifacts_are_caught(ctx, artifact
     assert check("report", "parity_figures")(ctx)
     write_report(ctx, accuracy, sizes, matrix, sections=m05.SECTIONS[:-1])
     fails_with(check("report", "sections"), ctx, "no section about 'known limits'")
+
+
+def tokens_savedmodel(directory, name="tokens", dtype="int64", shape=(None, None)):
+    """A SavedModel whose serving signature takes `name` (dtype, shape) and returns {'logits': ...}."""
+    import tensorflow as tf
+
+    class Model(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec(shape, dtype, name=name)])
+        def serve(self, tokens):
+            return {"logits": tf.cast(tokens[:, :2], tf.float32) * 0.5}
+
+    model = Model()
+    tf.saved_model.save(model, str(directory), signatures={"serving_default": model.serve})
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({}, None),
+    ({"name": "x"}, "not named as asked"),
+    ({"dtype": "int32"}, "must be int64"),
+    ({"shape": (None, 16)}, "must be int64 of any batch size and length"),
+], ids=["right", "renamed", "int32", "fixed-length"])
+def test_saved_model_signature_names_dtype_and_shape(ctx, kwargs, words):
+    tokens_savedmodel(ctx.workdir / m05.SAVEDMODEL_DIR, **kwargs)
+    if words is None:
+        assert "tokens int64 [None, None]" in check("saved_model", "signature")(ctx)
+    else:
+        fails_with(check("saved_model", "signature"), ctx, words)

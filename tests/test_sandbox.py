@@ -1,6 +1,7 @@
 """The kernel's sandbox (graders/sandbox.py), tested on a plain Python process started the way a kernel is:
 what it can see, write and reach. The corpus (test_corpus.py) grades the same attacks from inside notebooks."""
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -100,3 +101,74 @@ def test_without_it_every_result_says_so(monkeypatch):
     finally:
         monkeypatch.undo()
         sandbox.availability.cache_clear()
+
+
+# -- rootless: the same launcher as an unprivileged user (a laptop, a container without root) ------------------------
+ROOTLESS_PROBE = """
+import os, socket, subprocess, sys
+print('uid', os.getuid(), 'pid', os.getpid())
+print('procs', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
+for what, attempt in [('hidden', lambda: open(sys.argv[1]).read()),
+                      ('network', lambda: socket.create_connection(('127.0.0.1', int(sys.argv[2])), timeout=3)),
+                      ('write_outside', lambda: open('/usr/planted-by-rootless', 'w')),
+                      ('write_own', lambda: open('own.txt', 'w').write('ok'))]:
+    try:
+        attempt()
+        print(what, 'DONE')
+    except Exception as exc:
+        print(what, type(exc).__name__)
+subprocess.Popen(['sleep', '600', sys.argv[3]], start_new_session=True)  # left behind on purpose
+"""
+
+
+@pytest.fixture
+def public_tmp():
+    """A folder `nobody` can reach (pytest's own are private to root)."""
+    import shutil
+    folder = Path(tempfile.mkdtemp(prefix="polyglot-rootless-test-"))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_rootless_sandbox_as_an_unprivileged_user(public_tmp):
+    """The launcher's rootless mode (a user namespace, used when the grader is not root), run as `nobody` with the
+    system's Python: no network, the grader's files hidden, only the working folder writable, its own processes only,
+    and nothing left running once its first process ends."""
+    import json
+    import shutil
+    import socket
+
+    import psutil
+
+    from graders.sandbox import LAUNCHER
+    python = shutil.which("python3", path="/usr/bin")
+    if os.geteuid() != 0 or not python or not shutil.which("setpriv"):
+        pytest.skip("needs root (to become nobody), setpriv and /usr/bin/python3")
+    userns = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "--user",
+                             "--map-current-user", "true"], capture_output=True, text=True, cwd="/")
+    if userns.returncode != 0:
+        pytest.skip(f"unprivileged user namespaces are not available here: {userns.stderr.strip()}")
+    launcher = public_tmp / "sandbox_launch.py"  # a copy: the repository may be private to its owner
+    shutil.copyfile(LAUNCHER, launcher)
+    work, secret = public_tmp / "work", public_tmp / "secret.txt"
+    work.mkdir(mode=0o777)
+    os.chmod(work, 0o777)
+    secret.write_text("the grader's")
+    os.chmod(secret, 0o644)  # readable by nobody on the host: only the sandbox hides it
+    marker = f"polyglot-rootless-{os.getpid()}"
+    sandbox = Sandbox(work, work)
+    config = {**sandbox.config(), "keep": [{"path": str(work), "writable": True}], "rootless": True}
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-I", "-S",
+                              str(launcher), json.dumps(config), "--", python, "-c", ROOTLESS_PROBE, str(secret),
+                              str(listening.getsockname()[1]), marker],
+                             capture_output=True, text=True, timeout=60, cwd="/")
+    assert run.returncode == 0, run.stderr
+    said = dict(line.split(" ", 1) for line in run.stdout.strip().splitlines())
+    assert said["uid"].split()[0] == "65534" and said["uid"].endswith("pid 1")
+    assert said["procs"] == "[1]"  # no process of the host, the grader's included
+    assert said["hidden"] == "FileNotFoundError" and said["network"] == "ConnectionRefusedError"
+    assert said["write_outside"] in ("PermissionError", "OSError") and said["write_own"] == "DONE"
+    assert (work / "own.txt").read_text() == "ok"
+    assert not [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]

@@ -455,14 +455,14 @@ def converter_dynamic_shapes(ctx: CheckContext):
 @registry.check("saved_model", "signature")
 def saved_model_signature(ctx: CheckContext):
     signature = serving_signature(ctx)
-    inputs, outputs = signature.structured_input_signature[1], sorted(signature.structured_outputs)
+    inputs, outputs = signature["inputs"], sorted(signature["outputs"])
     spec = inputs.get("tokens")
     if spec is None or len(inputs) != 1 or outputs != ["logits"]:
         raise CheckFailed("The serving signature's tensors are not named as asked: clients call them by name.",
                           expected="input 'tokens', output 'logits'", found=f"inputs {sorted(inputs)}, outputs {outputs}")
-    if spec.dtype.name != "int64" or spec.shape.as_list() != [None, None]:
+    if spec["dtype"] != "int64" or spec["shape"] != [None, None]:
         raise CheckFailed("'tokens' must be int64 of any batch size and length.", expected="int64 [None, None]",
-                          found=f"{spec.dtype.name} {spec.shape.as_list()}",
+                          found=f"{spec['dtype']} {spec['shape']}",
                           hint="Take the ONNX input's symbolic dimensions as None in the TensorSpec.")
     return "serving_default: tokens int64 [None, None] -> logits"
 
