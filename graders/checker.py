@@ -166,6 +166,10 @@ class Checker:
     def _open_to_checker(self, value) -> None:
         """Let the checker's user read a path it is given: its folders from the readable root down, and its files
         (a kernel's own user wrote them, a test's temporary folders are private). Nothing outside `readable`."""
+        if isinstance(value, (list, tuple, dict)):  # paths inside a job's description (converter cases)
+            for item in value.values() if isinstance(value, dict) else value:
+                self._open_to_checker(item)
+            return
         if not isinstance(value, (str, Path)) or not os.path.isabs(value) or not os.path.exists(value):
             return
         path = Path(os.path.realpath(value))

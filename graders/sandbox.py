@@ -12,8 +12,10 @@ graders/sandbox_launch.py and gets:
   - its working directory (the submission and the grader's inputs) is the only place it can write that outlives it.
 It talks to the grader over Unix sockets in a folder of its own (the kernel's TCP ports would be in its namespace).
 
-Elsewhere (not root, no namespaces: a laptop, some CI containers) the kernel runs without it, with the limits of
-graders/limits.py only, and every result says which protection applied. POLYGLOT_SANDBOX=off turns it off.
+Not root, on Linux with unprivileged user namespaces: the same launcher in a user namespace (rootless), with mount,
+network and PID namespaces of its own, as the grading user (no user id of its own). Elsewhere (macOS, containers
+that forbid namespaces) the kernel runs without it, with the limits of graders/limits.py only. Every result says
+which protection applied. POLYGLOT_SANDBOX=off turns it off. The checker (graders/checker.py) runs in the same.
 """
 from __future__ import annotations
 
@@ -81,7 +83,8 @@ def user_of(pid: int) -> int:
 ENV_ALLOWED = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "PYTHONPATH", "PYTHONHASHSEED",
                "VIRTUAL_ENV", "LD_LIBRARY_PATH", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_FORCE_GPU_ALLOW_GROWTH",
                "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
-               "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MPLBACKEND",
+               "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+               "NVPL_BLAS_DEBUG_CPU_TYPE", "MPLBACKEND", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
                "PYDEVD_DISABLE_FILE_VALIDATION", "JUPYTER_PLATFORM_DIRS")
 ENV_PREFIXES = ("POLYGLOT_",)
 

@@ -37,18 +37,39 @@ def backend_cases(op_type: str) -> list:
     return [c for c in _single_node_cases().get(op_type, []) if not any(word in c.name for word in OUT_OF_SCOPE)]
 
 
-def case_outputs(convert, case) -> list[list[np.ndarray]] | str:
-    """The converter's outputs for each data set of a case (run where the converter may run: the checker), or why
-    it failed."""
+def case_outputs(convert, model, input_sets) -> list[list[np.ndarray]] | str:
+    """The converter's outputs for each input set of a case's model (run where the converter may run: the checker),
+    or why it failed."""
     try:
-        module = convert(case.model)
+        module = convert(model)
         found_sets = []
-        for inputs, _ in case.data_sets:
+        for inputs in input_sets:
             found = module.run(*[np.asarray(x) for x in inputs])
             found_sets.append([np.asarray(v) for v in (found.values() if isinstance(found, dict) else found)])
         return found_sets
     except Exception as exc:  # noqa: BLE001 - a failing handler is a finding
         return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+
+
+def case_files(ops, folder) -> list[dict]:
+    """The backend cases of `ops` as files in `folder` (collecting them takes seconds: the grader does it once and
+    hands them over): [{"name", "model": path.onnx, "inputs": [[path.npy, ...] per data set]}]."""
+    import onnx
+    from pathlib import Path
+
+    folder, cases = Path(folder), []
+    for op in ops:
+        for case in backend_cases(op):
+            name = case.name.removeprefix("test_")
+            onnx.save(case.model, folder / f"{name}.onnx")
+            inputs = []
+            for d, (data, _) in enumerate(case.data_sets):
+                inputs.append([])
+                for k, value in enumerate(data):
+                    np.save(folder / f"{name}_{d}_{k}.npy", np.asarray(value), allow_pickle=False)
+                    inputs[-1].append(str(folder / f"{name}_{d}_{k}.npy"))
+            cases.append({"name": name, "model": str(folder / f"{name}.onnx"), "inputs": inputs})
+    return cases
 
 
 def judge_case(case, found_sets: list[list[np.ndarray]]) -> str | None:
@@ -70,7 +91,7 @@ def judge_case(case, found_sets: list[list[np.ndarray]]) -> str | None:
 
 def run_case(convert, case) -> str | None:
     """Both halves in one process: for a converter the caller trusts (the course's own, in the notebook)."""
-    found = case_outputs(convert, case)
+    found = case_outputs(convert, case.model, [inputs for inputs, _ in case.data_sets])
     return found if isinstance(found, str) else judge_case(case, found)
 
 

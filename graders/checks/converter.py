@@ -55,12 +55,16 @@ def converter_run(ctx: CheckContext, ops: list[str], export: Exporter, hint: str
     "models": [{"signature", "outputs": [array], "expected": [array]} or {"error"}]}."""
     if "converter" not in ctx.cache:
         path = ctx.artifact(CONVERTER_FILE, "converter", hint=hint)
+        from polyglot_lab.conformance import case_files
+
         folder = ctx.checker.folder("converter")
         entries = export(ctx, folder)
         models = [{"file": str(folder / e["file"]), "inputs": [str(folder / name) for name in e["inputs"]]}
                   for e in entries]
+        cases = folder / "cases"
+        cases.mkdir()
         found = ctx.run("convert", f"{CONVERTER_FILE} could not be run on the grader's cases", converter=path,
-                        ops=sorted(ops), models=models)
+                        cases=case_files(sorted(ops), cases), models=models)
         if "import_error" in found:
             raise CheckFailed(str(found["import_error"]), hint="The file must import on its own: it runs outside the notebook.")
         results = []

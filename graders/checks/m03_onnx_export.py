@@ -1,7 +1,7 @@
-"""Checks for module 03 (ONNX export). The learner's .onnx files run in ONNX Runtime in the sandboxed checker
-(CheckerSession); their graphs are parsed here as data (onnx.load, external data kept inside the model's folder) for
-the structural checks. The PyTorch reference is module 02's DigitsNet (polyglot_lab.models), built here from the
-tensors the checker read out of the notebook's state dict."""
+"""Checks for module 03 (ONNX export). The learner's .onnx files are opened only by the sandboxed checker: their
+graphs as plain data for the structural checks (ops.onnx_graph: external data, the full checker's verdict, names,
+nodes, small constants, sizes) and their runs in ONNX Runtime (CheckerSession). The PyTorch reference is module 02's
+DigitsNet (polyglot_lab.models), built here from the tensors the checker read out of the notebook's state dict."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -284,12 +284,15 @@ def litert_run(path: str, x: np.ndarray) -> dict:
 
 
 # -- the learner's converter -----------------------------------------------------------------------
-def convert(converter: str, ops: list[str], models: list[dict]) -> dict:
-    """Run the learner's onnx_to_tf.convert on ONNX's backend cases of `ops` and on the grader's models. Returns each
-    case's outputs (the grader compares them with the case's expected values), or why it failed."""
+def convert(converter: str, cases: list[dict], models: list[dict]) -> dict:
+    """Run the learner's onnx_to_tf.convert on ONNX's backend cases (files the grader wrote: polyglot_lab.conformance
+    .case_files) and on the grader's models. Returns each case's outputs (the grader compares them with the case's
+    expected values), or why it failed."""
     import importlib.util
 
-    from polyglot_lab.conformance import backend_cases, case_outputs
+    import onnx
+
+    from polyglot_lab.conformance import case_outputs
 
     answer: dict = {"cases": {}, "models": []}
     try:
@@ -299,17 +302,17 @@ def convert(converter: str, ops: list[str], models: list[dict]) -> dict:
         learner_convert = module.convert
     except BaseException as exc:  # noqa: BLE001 - reported, not raised
         return {"import_error": f"importing {Path(converter).name} failed: {type(exc).__name__}: {message_of(exc)}"}
-    for op in ops:
-        for case in backend_cases(op):
-            name = case.name.removeprefix("test_")
-            found = case_outputs(learner_convert, case)
-            if isinstance(found, str):
-                answer["cases"][name] = {"error": found}
-                continue
-            answer["cases"][name] = {"outputs": [len(outputs) for outputs in found]}
-            for d, outputs in enumerate(found):
-                for k, value in enumerate(outputs):
-                    answer[f"case:{name}:{d}:{k}"] = np.asarray(value)
+    for case in cases:
+        name = case["name"]
+        found = case_outputs(learner_convert, onnx.load(case["model"]),
+                             [[np.load(path, allow_pickle=False) for path in paths] for paths in case["inputs"]])
+        if isinstance(found, str):
+            answer["cases"][name] = {"error": found}
+            continue
+        answer["cases"][name] = {"outputs": [len(outputs) for outputs in found]}
+        for d, outputs in enumerate(found):
+            for k, value in enumerate(outputs):
+                answer[f"case:{name}:{d}:{k}"] = np.asarray(value)
     for i, entry in enumerate(models):
         found: dict = {}
         try:
