@@ -4,7 +4,6 @@ file is not planted, the grader's processes are not seen, nothing survives; the 
 plain data. A call that hangs costs that call only."""
 import os
 import socket
-import sys
 
 import numpy as np
 import psutil
@@ -13,7 +12,7 @@ import pytest
 from graders.checker import Checker, CheckerError
 from graders.checks import CheckContext
 from graders.checks import m04_tensorflow_serving as m04
-from graders.sandbox import availability
+from graders.sandbox import availability, user_of
 from mistakes import fails_with
 from test_artifact_safety import legit_pt2  # noqa: F401 - a fixture
 from polyglot_lab.catalogue import REPO
@@ -35,6 +34,7 @@ def attempt(name, fn):
 attempt('solutions', lambda: open('@REPO@/solutions/00_setup.ipynb').read())
 attempt('graders', lambda: __import__('graders.checks.m00_setup'))
 attempt('plant', lambda: open('@REPO@/tests/@PLANTED@', 'w').write('x'))
+attempt('store', lambda: open('@STORE@', 'a').write('x'))
 attempt('network', lambda: socket.create_connection(('127.0.0.1', @PORT@), timeout=3))
 attempt('grader_proc', lambda: open('/proc/@GRADER_PID@/cmdline').read())
 outcomes['token'] = 'LEAKED' if '@TOKEN@' in os.environ.values() else 'clean'
@@ -54,12 +54,15 @@ def survivors() -> list:
 
 
 @pytest.fixture
-def hostile(tmp_path, monkeypatch):
-    """(context with a checker of its own, the attack's source); a secret in the grader's environment and a server
-    of the test's on the host's loopback while it runs."""
+def hostile(tmp_path_factory, monkeypatch):
+    """(context with a checker of its own, the attack's source); a secret in the grader's environment, a results
+    store beside the run's folder and a server of the test's on the host's loopback while it runs."""
     monkeypatch.setenv("GRADER_TOKEN", TOKEN)
+    tmp_path, store = tmp_path_factory.mktemp("run"), tmp_path_factory.mktemp("reports") / "grades.sqlite"
+    store.write_bytes(b"the grader's rows")
     with socket.create_server(("127.0.0.1", 0)) as listening:
         fill = {"@REPO@": str(REPO), "@PLANTED@": PLANTED, "@PORT@": str(listening.getsockname()[1]),
+                "@STORE@": str(store),
                 "@GRADER_PID@": str(os.getpid()), "@TOKEN@": TOKEN, "@SURVIVOR@": SURVIVOR}
         source = ATTACKS
         for key, value in fill.items():
@@ -68,6 +71,7 @@ def hostile(tmp_path, monkeypatch):
         yield CheckContext(tmp_path, seed=5, device="cpu", checker=checker), source
         checker.close()
     assert not (REPO / "tests" / PLANTED).exists()
+    assert store.read_bytes() == b"the grader's rows"
     assert survivors() == []  # the checker's user had every process killed
 
 
@@ -149,10 +153,10 @@ def test_the_checker_runs_as_its_own_user_without_the_graders_environment(tmp_pa
         "procs={sorted(p for p in os.listdir('/proc') if p.isdigit() and os.stat('/proc/' + p).st_uid != os.getuid())}\")\n")
     with Checker([tmp_path], "cpu") as checker:
         answer = checker.call("convert", converter=tmp_path / "probe.py", cases=[], models=[])
+        own_user = user_of(checker.process.pid)
     message = answer["import_error"]
-    assert f"uid={200_000 + 1}" not in message and "uid=0" not in message, message
-    assert "token=False" in message and "procs=[]" in message, message
-    assert sys.executable  # the grader itself is untouched: this process still runs as before
+    assert f"uid={own_user} " in message, message  # neither root nor the grader's user
+    assert "token=False" in message and "procs=[]" in message, message  # no other user's process is listed
 
 
 def test_a_savedmodel_that_writes_files_is_refused_before_it_is_opened(tmp_path):
