@@ -1,6 +1,8 @@
 """Limits on a graded kernel: memory, processes, output size, and nothing left running afterwards. Each hostile
 cell runs only under a limit far below what it would take, so a broken limit fails the test long before the
 machine suffers (the memory hog stops at 1.2 GB; this machine has 24)."""
+import os
+
 import psutil
 
 from conftest import SOLVED_TOY, grade_module, make_notebook, scores
@@ -8,13 +10,19 @@ from graders.limits import Limits
 
 MEMORY_HOG = ("import numpy as np, time\nheld = []\nfor _ in range(24):\n"
               "    held.append(np.ones(50 * 2**20 // 8))\n    time.sleep(0.1)\nprint('survived')")
+# The hostile cells' `sleep` processes sleep this many seconds: an argument no other process on the machine has, so
+# the tests look only at processes they started.
+SLEEP_S = f"{60 + os.getpid() % 1000 / 1000:.3f}"
+
+
 def sleeping() -> set[int]:
-    """Live `sleep` processes (a killed orphan may stay a zombie until this machine's init reaps it)."""
-    return {p.pid for p in psutil.process_iter(["name", "status"])
-            if p.info["name"] == "sleep" and p.info["status"] != psutil.STATUS_ZOMBIE}
+    """Live `sleep SLEEP_S` processes (a killed orphan may stay a zombie until this machine's init reaps it)."""
+    return {p.pid for p in psutil.process_iter(["name", "status", "cmdline"])
+            if p.info["name"] == "sleep" and SLEEP_S in (p.info["cmdline"] or [])
+            and p.info["status"] != psutil.STATUS_ZOMBIE}
 
 
-FORK_SPREE = ("import subprocess\nchildren = [subprocess.Popen(['sleep', '60']) for _ in range(12)]\n"
+FORK_SPREE = (f"import subprocess\nchildren = [subprocess.Popen(['sleep', '{SLEEP_S}']) for _ in range(12)]\n"
               "import time\ntime.sleep(5)\nprint('survived')")
 
 
@@ -45,7 +53,7 @@ def test_process_limit_and_no_process_left_behind(tmp_path, toy_spec):
 
 def test_children_of_a_finished_notebook_are_stopped(tmp_path, toy_spec):
     before = sleeping()
-    server = "import subprocess\nbackground = subprocess.Popen(['sleep', '300'], start_new_session=True)"
+    server = f"import subprocess\nbackground = subprocess.Popen(['sleep', '{SLEEP_S}'], start_new_session=True)"
     result = grade(tmp_path, toy_spec, server, Limits())
     assert result.stopped is None and result.score == result.max_score
     assert not sleeping() - before
