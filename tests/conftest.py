@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import nbformat
@@ -29,15 +30,35 @@ def catalogue():
     return load_catalogue()
 
 
+class GradedOnce(Mapping):
+    """{module_id: ModuleResult} of one folder's notebooks, each graded the first time a test asks for it and then
+    shared (the executed notebook included): a run that selects one module's tests grades that module only."""
+
+    def __init__(self, folder: str, learner: str, catalogue: dict):
+        self.folder, self.learner, self.catalogue, self.done = folder, learner, catalogue, {}
+
+    def __getitem__(self, module: str):
+        if module not in self.done:
+            self.done[module] = grade_module(REPO / self.folder / f"{module}.ipynb", self.catalogue[module],
+                                             self.learner, "cpu")
+        return self.done[module]
+
+    def __iter__(self):
+        return iter(self.catalogue)
+
+    def __len__(self) -> int:
+        return len(self.catalogue)
+
+
 @pytest.fixture(scope="session")
 def graded_masters(catalogue):
-    """Every master, graded once: {module_id: ModuleResult} (the executed notebook included)."""
-    return {m: grade_module(REPO / "solutions" / f"{m}.ipynb", spec, "master", "cpu") for m, spec in catalogue.items()}
+    """Every master, graded once, when first asked for."""
+    return GradedOnce("solutions", "master", catalogue)
 
 
 @pytest.fixture(scope="session")
 def graded_learner_editions(catalogue):
-    return {m: grade_module(REPO / "notebooks" / f"{m}.ipynb", spec, "learner", "cpu") for m, spec in catalogue.items()}
+    return GradedOnce("notebooks", "learner", catalogue)
 
 
 # -- the toy module: tests the engine in seconds ------------------------------------------------

@@ -33,7 +33,8 @@ def test_master_outputs_validate_like_nbval(module, graded_masters):
     assert mismatched_cells(stored, graded_masters[module].notebook) == []
 
 
-def test_master_cells_run_without_errors(graded_masters):
-    for module, result in graded_masters.items():
-        assert result.cell_errors == {}, (module, result.cell_errors)
-        assert result.stopped is None
+@pytest.mark.parametrize("module", MODULES)
+def test_master_cells_run_without_errors(module, graded_masters):
+    result = graded_masters[module]
+    assert result.cell_errors == {}, (module, result.cell_errors)
+    assert result.stopped is None

@@ -99,6 +99,12 @@ class CheckContext:
         if getattr(self, "_owns_checker", False):
             self._checker.close()
 
+    def cached(self, key: str, load: Callable[[], object]):
+        """load() once per module run (a loaded model, a measurement), shared by every check that asks for `key`."""
+        if key not in self.cache:
+            self.cache[key] = load()
+        return self.cache[key]
+
     def run(self, op: str, failure: str, hint: str | None = None, **args) -> dict:
         """An operation of the checker on the run's artifacts (polyglot_lab/checker/ops.py); when it fails, a
         CheckFailed that starts with `failure` ("digits.keras does not load") and says why, bounded."""

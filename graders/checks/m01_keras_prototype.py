@@ -133,11 +133,9 @@ def integer_labels(ctx: CheckContext):
 
 # -- model -----------------------------------------------------------------------------------
 def built_model(ctx: CheckContext):
-    if "built_model" not in ctx.cache:
-        ctx.outputs("model")
-        ctx.cache["built_model"] = load_keras_model(ctx, probe_io("model", ctx.workdir).outputs_dir / "model.keras",
-                                                    "The model build_model() returned")
-    return ctx.cache["built_model"]
+    ctx.outputs("model")  # says why there is no model, when there is none
+    return ctx.cached("built_model", lambda: load_keras_model(
+        ctx, probe_io("model", ctx.workdir).outputs_dir / "model.keras", "The model build_model() returned"))
 
 
 def _shape(shape):
@@ -265,9 +263,7 @@ def four_curves(ctx: CheckContext):
 
 # -- save ------------------------------------------------------------------------------------
 def saved_model(ctx: CheckContext):
-    if "saved_model" not in ctx.cache:
-        ctx.cache["saved_model"] = load_keras_model(ctx, ctx.artifact(MODEL_FILE, "save"), MODEL_FILE)
-    return ctx.cache["saved_model"]
+    return ctx.cached("saved_model", lambda: load_keras_model(ctx, ctx.artifact(MODEL_FILE, "save"), MODEL_FILE))
 
 
 @registry.check("save", "loads")

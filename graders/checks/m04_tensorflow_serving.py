@@ -25,6 +25,13 @@ from graders.checks.converter import (
     register_conformance_checks,
 )
 from graders.checks.converter import converter_run as run_converter
+from graders.checks.runtimes import (
+    litert_outputs,
+    onnxruntime_outputs,
+    savedmodel_outputs,
+    savedmodel_signature,
+    tensorflow_sees_a_gpu,
+)
 from graders.data import holdout_digits
 from polyglot_lab import models
 
@@ -55,9 +62,8 @@ def reference_logits(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
     """ONNX Runtime on the notebook's digits_cnn.onnx (in the checker): what every TensorFlow artifact must
     reproduce."""
     path = ctx.artifact(ONNX_FILE, "converter", hint=HINTS[ONNX_FILE])
-    found = ctx.run("ort_run", f"{ONNX_FILE} does not run in ONNX Runtime", hint=HINTS[ONNX_FILE], path=path,
-                    x=np.ascontiguousarray(X, np.float32))
-    return np.asarray(found["y"], np.float64)
+    return onnxruntime_outputs(ctx, path, np.ascontiguousarray(X, np.float32), f"{ONNX_FILE} does not run in ONNX Runtime",
+                               HINTS[ONNX_FILE])
 
 
 # -- the converter, run in its own process ---------------------------------------------------------
@@ -170,16 +176,8 @@ def xla_report(ctx: CheckContext):
 
 # -- SavedModel ------------------------------------------------------------------------------------
 def serving_signature(ctx: CheckContext) -> dict:
-    """The SavedModel's serving_default signature, as the checker read it: {"inputs": {name: {"shape", "dtype"}},
-    "outputs": [names]}."""
-    if "signature" not in ctx.cache:
-        path = ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR])
-        info = ctx.run("savedmodel_info", f"{SAVEDMODEL_DIR} does not load", hint=HINTS[SAVEDMODEL_DIR], path=path)
-        if "inputs" not in info:
-            raise CheckFailed(f"{SAVEDMODEL_DIR} has no serving_default signature.", found=str(info.get("signatures")),
-                              hint=HINTS[SAVEDMODEL_DIR])
-        ctx.cache["signature"] = info
-    return ctx.cache["signature"]
+    return savedmodel_signature(ctx, ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR]),
+                                HINTS[SAVEDMODEL_DIR])
 
 
 @registry.check("saved_model", "names")
@@ -204,10 +202,9 @@ def saved_model_dynamic_batch(ctx: CheckContext):
 
 
 def savedmodel_logits(ctx: CheckContext, X: np.ndarray, device: str | None = None) -> np.ndarray:
-    serving_signature(ctx)
-    found = ctx.run("savedmodel_run", f"{SAVEDMODEL_DIR} fails on a batch of {len(X)} rows", hint=HINTS[SAVEDMODEL_DIR],
-                    path=ctx.workdir / SAVEDMODEL_DIR, x=np.ascontiguousarray(X, np.float32), device=device or "/CPU:0")
-    return np.asarray(found["y"], np.float64)
+    return savedmodel_outputs(ctx, ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR]),
+                              np.ascontiguousarray(X, np.float32), f"{SAVEDMODEL_DIR} fails on a batch of {len(X)} rows",
+                              HINTS[SAVEDMODEL_DIR], device=device or "/CPU:0")
 
 
 @registry.check("saved_model", "parity")
@@ -222,7 +219,7 @@ def saved_model_parity(ctx: CheckContext):
 
 @registry.check("saved_model", "gpu_parity")
 def saved_model_gpu_parity(ctx: CheckContext):
-    if not ctx.run("tf_gpu_available", "TensorFlow could not be asked for a GPU")["available"]:
+    if not tensorflow_sees_a_gpu(ctx):
         raise CheckSkipped("TensorFlow sees no GPU here")
     X, _ = holdout_digits()
     found, expected = savedmodel_logits(ctx, X, "/GPU:0"), savedmodel_logits(ctx, X)
@@ -234,10 +231,8 @@ def saved_model_gpu_parity(ctx: CheckContext):
 
 # -- LiteRT ----------------------------------------------------------------------------------------
 def litert_logits(ctx: CheckContext, name: str, X: np.ndarray) -> np.ndarray:
-    path = ctx.artifact(name, "tflite", hint=HINTS[name])
-    found = ctx.run("litert_run", f"LiteRT cannot run {name} on a batch of {len(X)}", hint=HINTS[name], path=path,
-                    x=np.ascontiguousarray(X, np.float32))
-    return np.asarray(found["y"], np.float64)
+    return litert_outputs(ctx, ctx.artifact(name, "tflite", hint=HINTS[name]), np.ascontiguousarray(X, np.float32),
+                          f"LiteRT cannot run {name} on a batch of {len(X)}", HINTS[name])
 
 
 @registry.check("tflite", "float_parity")

@@ -26,6 +26,13 @@ from graders.checks.converter import (
     register_conformance_checks,
 )
 from graders.checks.converter import converter_run as run_converter
+from graders.checks.runtimes import (
+    litert_outputs,
+    onnxruntime_outputs,
+    savedmodel_outputs,
+    savedmodel_signature,
+    tensorflow_sees_a_gpu,
+)
 from graders.reference_transformer import (
     DIMS,
     attention_variants,
@@ -86,20 +93,10 @@ def fail_if_not_close(found, expected, atol: float, what: str, hint: str | None 
 
 
 # -- loading the artifacts -----------------------------------------------------------------------
-def _loaded(ctx: CheckContext, key: str, load):
-    if key not in ctx.cache:
-        ctx.cache[key] = load()
-    return ctx.cache[key]
-
-
-def _load_failed(name: str, exc: Exception) -> CheckFailed:
-    return CheckFailed(f"{name} does not load: {type(exc).__name__}: {str(exc).strip()[:300]}", hint=HINTS[name])
-
-
 def keras_summary(ctx: CheckContext) -> dict:
     """capstone.keras as the checker loaded it (safe mode): its inputs' shapes, layers and parameter count."""
     path = ctx.artifact(KERAS_FILE, "keras", hint=HINTS[KERAS_FILE])
-    return _loaded(ctx, "keras_summary", lambda: ctx.run("keras_summary", f"{KERAS_FILE} does not load",
+    return ctx.cached("keras_summary", lambda: ctx.run("keras_summary", f"{KERAS_FILE} does not load",
                                                          hint=HINTS[KERAS_FILE], path=path))
 
 
@@ -122,7 +119,7 @@ def keras_torch_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
 def onnx_input_dims(ctx: CheckContext) -> list:
     """The first input's dimensions: an int where fixed, None where dynamic."""
     path = ctx.artifact(ONNX_FILE, "export", hint=HINTS[ONNX_FILE])
-    info = _loaded(ctx, "onnx_info", lambda: ctx.run("ort_info", f"{ONNX_FILE} does not load", hint=HINTS[ONNX_FILE],
+    info = ctx.cached("onnx_info", lambda: ctx.run("ort_info", f"{ONNX_FILE} does not load", hint=HINTS[ONNX_FILE],
                                                      path=path))
     return list(info["inputs"][0]["shape"]) if info.get("inputs") else []
 
@@ -140,10 +137,10 @@ def onnx_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
         tokens = np.pad(tokens[:, :real], ((0, 0), (0, length - real)))
     step = batch or len(tokens)
     path = ctx.artifact(ONNX_FILE, "export", hint=HINTS[ONNX_FILE])
-    parts = [ctx.run("ort_run", f"{ONNX_FILE} does not run in ONNX Runtime", hint=HINTS[ONNX_FILE], path=path,
-                     x=np.resize(tokens[i:i + step], (step, tokens.shape[1])))["y"][:len(tokens[i:i + step])]
+    parts = [onnxruntime_outputs(ctx, path, np.resize(tokens[i:i + step], (step, tokens.shape[1])),
+                                 f"{ONNX_FILE} does not run in ONNX Runtime", HINTS[ONNX_FILE])[:len(tokens[i:i + step])]
              for i in range(0, len(tokens), step)]
-    return np.concatenate(parts).astype(np.float64)
+    return np.concatenate(parts)
 
 
 def pt2_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
@@ -154,30 +151,19 @@ def pt2_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
 
 
 def serving_signature(ctx: CheckContext) -> dict:
-    path = ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR])
-
-    def load():
-        info = ctx.run("savedmodel_info", f"{SAVEDMODEL_DIR} does not load", hint=HINTS[SAVEDMODEL_DIR], path=path)
-        if "inputs" not in info:
-            raise CheckFailed(f"{SAVEDMODEL_DIR} has no serving_default signature.", found=str(info.get("signatures")),
-                              hint=HINTS[SAVEDMODEL_DIR])
-        return info
-    return _loaded(ctx, "savedmodel", load)
+    return savedmodel_signature(ctx, ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR]),
+                                HINTS[SAVEDMODEL_DIR])
 
 
 def savedmodel_logits(ctx: CheckContext, tokens: np.ndarray, xla: bool = False, device: str = "/CPU:0") -> np.ndarray:
-    serving_signature(ctx)
-    found = ctx.run("savedmodel_run", f"{SAVEDMODEL_DIR} fails on tokens of shape {tokens.shape}"
-                    f"{' under XLA' if xla else ''}", hint=HINTS[SAVEDMODEL_DIR], path=ctx.workdir / SAVEDMODEL_DIR,
-                    x=tokens.astype(np.int64), xla=xla, device=device)
-    return np.asarray(found["y"], np.float64)
+    return savedmodel_outputs(ctx, ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR]),
+                              tokens.astype(np.int64), f"{SAVEDMODEL_DIR} fails on tokens of shape {tokens.shape}"
+                              f"{' under XLA' if xla else ''}", HINTS[SAVEDMODEL_DIR], xla=xla, device=device)
 
 
 def litert_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
-    path = ctx.artifact(TFLITE_FILE, "saved_model", hint=HINTS[TFLITE_FILE])
-    found = ctx.run("litert_run", f"LiteRT cannot run {TFLITE_FILE} on tokens of shape {tokens.shape}",
-                    hint=HINTS[TFLITE_FILE], path=path, x=tokens)
-    return np.asarray(found["y"], np.float64)
+    return litert_outputs(ctx, ctx.artifact(TFLITE_FILE, "saved_model", hint=HINTS[TFLITE_FILE]), tokens,
+                          f"LiteRT cannot run {TFLITE_FILE} on tokens of shape {tokens.shape}", HINTS[TFLITE_FILE])
 
 
 RUNNERS = {"keras_tf": keras_logits, "keras_torch": keras_torch_logits, "torch": pt2_logits, "onnxruntime": onnx_logits,
@@ -205,7 +191,7 @@ def grader_accuracy(ctx: CheckContext) -> tuple[float, int]:
     def measure():
         tokens, labels = grader_sequences(ctx, "accuracy", n=1000)
         return float((keras_logits(ctx, tokens).argmax(1) == labels).mean()), tokens.shape[1]
-    return _loaded(ctx, "grader_accuracy", measure)
+    return ctx.cached("grader_accuracy", measure)
 
 
 @registry.check("keras", "accuracy")
@@ -282,7 +268,7 @@ def grader_keras(ctx: CheckContext, case: str):
         model = build_keras(**(DIMS if case == "a" else OTHER_DIMS))
         randomize(model, ctx.rng(f"port_{case}"))
         return model
-    return _loaded(ctx, f"grader_keras_{case}", build)
+    return ctx.cached(f"grader_keras_{case}", build)
 
 
 def port_tokens(ctx: CheckContext, case: str) -> np.ndarray:
@@ -489,7 +475,7 @@ def saved_model_litert_parity(ctx: CheckContext):
 
 @registry.check("saved_model", "gpu_parity")
 def saved_model_gpu_parity(ctx: CheckContext):
-    if not ctx.run("tf_gpu_available", "TensorFlow could not be asked for a GPU")["available"]:
+    if not tensorflow_sees_a_gpu(ctx):
         raise CheckSkipped("TensorFlow sees no GPU here")
     tokens = export_tokens(ctx)
     diff = fail_if_not_close(savedmodel_logits(ctx, tokens, device="/GPU:0"), savedmodel_logits(ctx, tokens), 1e-4,
@@ -531,7 +517,7 @@ def grader_matrix(ctx: CheckContext) -> dict:
         scale = max(float(np.abs(v).max()) for v in logits.values())
         max_abs = [[max_diff(logits[a], logits[b]) for b in RUNTIMES] for a in RUNTIMES]
         return {"runtimes": list(RUNTIMES), "max_abs": max_abs, "scale": scale, "length": tokens.shape[1]}
-    return _loaded(ctx, "grader_matrix", compute)
+    return ctx.cached("grader_matrix", compute)
 
 
 def learner_matrix(runtimes: list, rows) -> dict[tuple[str, str], float]:
