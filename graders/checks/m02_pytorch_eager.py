@@ -1,5 +1,6 @@
 """Checks for module 02 (PyTorch eager). Expected values are computed here, in the grader's process,
-with reference code (torch's own layers, Keras for the port) on inputs chosen at grade time."""
+with reference code (torch's own layers, Keras for the port) on inputs chosen at grade time; the saved program and
+state dict are opened only by the sandboxed checker (ctx.run)."""
 from __future__ import annotations
 
 import itertools
