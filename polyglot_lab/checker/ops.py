@@ -137,11 +137,6 @@ def torch_state(path: str) -> dict:
     return {"type": "dict", "other_keys": [str(k) for k in saved if k not in tensors][:50], **_tensors(tensors, "")}
 
 
-def torch_cuda_available() -> dict:
-    import torch
-    return {"available": bool(torch.cuda.is_available())}
-
-
 # -- ONNX ------------------------------------------------------------------------------------------
 def _session(path: str, providers: list[str]):
     def load():
@@ -371,5 +366,5 @@ def serve(model_dir: str, codec: str, name: str, requests: dict, burst: list, co
 
 
 OPS = {fn.__name__: fn for fn in (
-    keras_summary, keras_predict, keras_predict_backend, pt2_run, pt2_state, torch_state, torch_cuda_available,
+    keras_summary, keras_predict, keras_predict_backend, pt2_run, pt2_state, torch_state,
     onnx_graph, ort_info, ort_run, ort_latency, savedmodel_info, savedmodel_run, tf_gpu_available, litert_run, convert, serve)}
