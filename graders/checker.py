@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graders.limits import Limits, Watchdog, kill_user, process_tree
+from graders.limits import Limits, Watchdog, kill_user
 from graders.sandbox import PRIVATE_TMP, Sandbox, availability, clean_env, user_of
 
 CALL_TIMEOUT_S = 300
@@ -114,12 +114,16 @@ class Checker:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def folder(self, name: str) -> Path:
-        """A new folder in the checker's scratch for files the grader hands over (its own exports, its models):
-        readable there, and gone with the checker."""
+    def _ensure_running(self) -> None:
+        """A checker for the next call: the running one, or a new one after a crash, a timeout or a close."""
         if self.process is None or self.process.poll() is not None:
             self.close()
             self._start()
+
+    def folder(self, name: str) -> Path:
+        """A new folder in the checker's scratch for files the grader hands over (its own exports, its models):
+        readable there, and gone with the checker."""
+        self._ensure_running()
         self._calls += 1
         path = self.scratch / f"{name}-{self._calls}"
         path.mkdir()
@@ -128,9 +132,7 @@ class Checker:
     # -- calls -------------------------------------------------------------------------------------
     def call(self, op: str, timeout_s: float = CALL_TIMEOUT_S, **args) -> dict:
         """Run `op` with `args` (JSON values, NumPy arrays, paths) in the checker: its values and arrays, by name."""
-        if self.process is None or self.process.poll() is not None:
-            self.close()
-            self._start()
+        self._ensure_running()
         self._calls += 1
         inputs, out = self.scratch / f"in-{self._calls}", self.scratch / f"out-{self._calls}"
         inputs.mkdir()
@@ -215,10 +217,6 @@ class Checker:
         last = next((line for line in reversed(self._stderr) if line.strip()), "")
         self.close()
         raise CheckerError(kind, f"the process that ran it {why}" + (f" ({last[:200]})" if last and kind != "timeout" else ""))
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None and bool(process_tree(self.process.pid))
 
 
 def _read_array(path: Path) -> np.ndarray:

@@ -83,6 +83,7 @@ class CheckContext:
         self.facts = facts or {}
         self.cache: dict = {}  # shared by the checks of one module run (a loaded model, say)
         self._checker = checker
+        self._owns_checker = False  # True once this context started a checker of its own
 
     @property
     def checker(self):
@@ -96,7 +97,7 @@ class CheckContext:
 
     def close(self) -> None:
         """Stop the checker this context started itself (none when it was given one)."""
-        if getattr(self, "_owns_checker", False):
+        if self._owns_checker:
             self._checker.close()
 
     def cached(self, key: str, load: Callable[[], object]):
