@@ -19,7 +19,7 @@ export KERAS_BACKEND := tensorflow
 export TF_FORCE_GPU_ALLOW_GROWTH := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup grade test bench verify notebooks check-notebooks lab doctor masters serve gradescope clean
+.PHONY: setup grade test lint bench verify notebooks check-notebooks lab doctor masters serve gradescope clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,16 @@ grade: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The tests without those marked slow (they execute whole course notebooks: tests/test_course.py, tests/test_corpus.py).
+.PHONY: test-fast
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+# Static checks, configured in pyproject.toml: ruff over graders/, polyglot_lab/ and tests/, then mypy over graders/.
+lint: $(STAMP)
+	$(PY) -m ruff check graders polyglot_lab tests
+	$(PY) -m mypy
 
 # Serve a SavedModel with TensorFlow Serving's REST API on 127.0.0.1 (reference codec): make serve MODEL=<dir>
 serve: $(STAMP)
@@ -72,6 +82,12 @@ doctor: $(STAMP)
 masters: $(STAMP)
 	$(PY) -m graders masters
 	$(PY) -m graders notebooks
+
+# Append the stubs of a new exercise to every piece of a module (CONTRIBUTING.md): make new-exercise MODULE=01_keras_prototype ID=my_exercise
+.PHONY: new-exercise
+new-exercise: $(STAMP)
+	@test -n "$(MODULE)" -a -n "$(ID)" || { echo "usage: make new-exercise MODULE=NN_slug ID=exercise_id [TITLE='...']"; exit 2; }
+	$(PY) -m graders new-exercise "$(MODULE)" "$(ID)" $(if $(TITLE),--title "$(TITLE)",)
 
 clean:
 	rm -rf $(REPORTS) .pytest_cache solutions/.polyglot solutions/*.keras notebooks/.polyglot notebooks/*.keras

@@ -62,8 +62,8 @@ def killed_run(submissions: Path, reports: Path, modules: list[ModuleSpec], jobs
 
 
 def bench(learner: str, copies: int, modules: list[ModuleSpec], out: Path) -> dict:
-    with tempfile.TemporaryDirectory(prefix="polyglot-bench-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="polyglot-bench-") as tmp_name:
+        tmp = Path(tmp_name)
         make_class(tmp / "class", learner, copies, modules)
         serial_s = timed_run(tmp / "class", tmp / "serial", modules, 1)
         parallel_s = timed_run(tmp / "class", tmp / "parallel", modules, 2)

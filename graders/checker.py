@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -95,6 +96,8 @@ class Checker:
             if self.sandboxed:
                 kill_user(user_of(self.process.pid))
             for stream in (self.process.stdin, self.process.stdout):
+                if stream is None:
+                    continue
                 try:
                     stream.close()
                 except OSError:
@@ -124,6 +127,7 @@ class Checker:
         """A new folder in the checker's scratch for files the grader hands over (its own exports, its models):
         readable there, and gone with the checker."""
         self._ensure_running()
+        assert self.scratch is not None  # _ensure_running made it
         self._calls += 1
         path = self.scratch / f"{name}-{self._calls}"
         path.mkdir()
@@ -133,6 +137,7 @@ class Checker:
     def call(self, op: str, timeout_s: float = CALL_TIMEOUT_S, **args) -> dict:
         """Run `op` with `args` (JSON values, NumPy arrays, paths) in the checker: its values and arrays, by name."""
         self._ensure_running()
+        assert self.scratch is not None and self.process is not None and self.process.stdin is not None
         self._calls += 1
         inputs, out = self.scratch / f"in-{self._calls}", self.scratch / f"out-{self._calls}"
         inputs.mkdir()
@@ -187,6 +192,7 @@ class Checker:
 
     def _answer(self, timeout_s: float) -> dict:
         """One line from the checker, within timeout_s and ANSWER_BYTES; else the checker is stopped."""
+        assert self.process is not None and self.process.stdout is not None  # called while it runs
         fd = self.process.stdout.fileno()
         deadline, data = time.monotonic() + timeout_s, b""
         while b"\n" not in data:
@@ -213,7 +219,7 @@ class Checker:
             self._crashed("its answer was not a JSON object")
         return answer
 
-    def _crashed(self, why: str, kind: str = "crashed"):
+    def _crashed(self, why: str, kind: str = "crashed") -> NoReturn:
         last = next((line for line in reversed(self._stderr) if line.strip()), "")
         self.close()
         raise CheckerError(kind, f"the process that ran it {why}" + (f" ({last[:200]})" if last and kind != "timeout" else ""))

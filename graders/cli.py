@@ -1,4 +1,4 @@
-"""Command line: python -m graders {grade,verify,notebooks,doctor}. The Makefile's targets call these."""
+"""Command line: python -m graders {grade,verify,notebooks,new-exercise,doctor,...}. The Makefile's targets call these."""
 from __future__ import annotations
 
 import argparse
@@ -163,6 +163,21 @@ def cmd_bench(args) -> int:
     return 0 if figures["gradebooks_identical"] and figures["check_verdicts_identical"] else 1
 
 
+def cmd_new_exercise(args) -> int:
+    from graders.authoring import AuthoringError, new_exercise
+    root = Path(args.root)
+    try:
+        written = new_exercise(root, args.module, args.exercise, title=args.title)
+    except AuthoringError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path.relative_to(root) if path.is_relative_to(root) else path}")
+    print(f"Next: fill in every TODO of {args.exercise} (CONTRIBUTING.md), then `make masters`, `make verify`, "
+          "`make test-fast`.")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from graders.doctor import doctor
     return doctor()
@@ -205,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--modules", default="all")
     bench.add_argument("--out", default="reports/bench.json")
     bench.set_defaults(fn=cmd_bench)
+    new = sub.add_parser("new-exercise", help="append the stubs of a new exercise to every piece of a module")
+    new.add_argument("module", help="the module id, NN_slug (its exercises/NN_slug.toml must exist)")
+    new.add_argument("exercise", help="the new exercise's id: a lower-case Python name")
+    new.add_argument("--title", help="the exercise's title (default: a TODO)")
+    new.add_argument("--root", default=str(REPO), help="the course's folder (default: this repository)")
+    new.set_defaults(fn=cmd_new_exercise)
     doctor = sub.add_parser("doctor", help="versions, devices and providers as a table")
     doctor.set_defaults(fn=cmd_doctor)
     args = parser.parse_args(argv)

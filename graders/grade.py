@@ -15,7 +15,7 @@ import nbformat
 
 from graders.checker import Checker
 from graders.checks import LEARNER_TEXT, CheckContext, CheckFailed, CheckSkipped, load_registry
-from graders.execute import execute_submission
+from graders.execute import ExecutionReport, execute_submission
 from graders.results import (
     FAILED,
     NO_DEVICE,
@@ -67,7 +67,9 @@ def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", 
                  seed: int | None = None, keep_workdir: Path | None = None, limits=None,
                  hide: tuple[Path, ...] = ()) -> ModuleResult:
     """Execute one submitted notebook and run its module's checks in this process. The kernel sees a copy of the
-    notebook, never the folder it was submitted in (nor the folders in `hide`)."""
+    notebook, never the folder it was submitted in (nor the folders in `hide`).
+
+    The steps: read the notebook, prepare the working folder, execute, check, record."""
     if path is None or not Path(path).exists():
         return _not_graded(spec, learner, f"not submitted: {spec.notebook_name} was not found", device, False)
     path = Path(path)
@@ -82,31 +84,47 @@ def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", 
     hide = (path.resolve().parent, *hide)
     checker = Checker([workdir], device, hide=hide)  # started by the first check that opens an artifact
     try:
-        shutil.copyfile(path, workdir / spec.notebook_name)
-        ctx = CheckContext(workdir, seed, device, checker=checker)
-        for exercise_id, make_inputs in registry.input_makers.items():
-            probe_io(exercise_id, workdir).write_inputs(**make_inputs(ctx))
+        ctx = _prepare_workdir(path, spec, registry, CheckContext(workdir, seed, device, checker=checker))
         report = execute_submission(nb, spec, workdir, device=device, limits=limits, hide=hide)
         drop_links_out_of(workdir)
         ctx.facts = report.facts
         started = time.monotonic()
-        result = ModuleResult(learner=learner, module=spec.id, title=spec.title, submitted=True,
-                              stopped=report.stopped, execution_s=report.duration_s, seed=seed,
-                              peak_memory_mb=report.peak_memory_mb, protection=report.protection)
-        result.notebook = report.notebook
-        result.cell_errors = report.cell_errors
-        for exercise in spec.exercises:
-            for check in exercise.checks:
-                result.checks.append(_run_check(registry, ctx, spec, exercise, check, device))
-        result.grading_s = time.monotonic() - started
-        result.checker_starts = checker.starts
-        result.worker_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        return result
+        checks = _run_checks(registry, ctx, spec, device)
+        return _record(spec, learner, seed, report, checks, time.monotonic() - started, checker.starts)
     finally:
         checker.close()
         if keep_workdir is not None:
             shutil.copytree(workdir, keep_workdir, dirs_exist_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _prepare_workdir(path: Path, spec: ModuleSpec, registry, ctx: CheckContext) -> CheckContext:
+    """The run's working folder: a copy of the notebook and the grader's inputs for the probes (drawn from the seed)."""
+    shutil.copyfile(path, ctx.workdir / spec.notebook_name)
+    for exercise_id, make_inputs in registry.input_makers.items():
+        probe_io(exercise_id, ctx.workdir).write_inputs(**make_inputs(ctx))
+    return ctx
+
+
+def _run_checks(registry, ctx: CheckContext, spec: ModuleSpec, device: str) -> list[CheckResult]:
+    """Every check of the module, in catalogue order, on what the run left in the working folder."""
+    return [_run_check(registry, ctx, spec, exercise, check, device)
+            for exercise in spec.exercises for check in exercise.checks]
+
+
+def _record(spec: ModuleSpec, learner: str, seed: int, report: ExecutionReport, checks: list[CheckResult],
+            grading_s: float, checker_starts: int) -> ModuleResult:
+    """The module's result: the run (executed notebook, cell errors, why it stopped, time, memory) and the checks."""
+    result = ModuleResult(learner=learner, module=spec.id, title=spec.title, submitted=True,
+                          stopped=report.stopped, execution_s=report.duration_s, seed=seed,
+                          peak_memory_mb=report.peak_memory_mb, protection=report.protection)
+    result.notebook = report.notebook
+    result.cell_errors = report.cell_errors
+    result.checks = checks
+    result.grading_s = grading_s
+    result.checker_starts = checker_starts
+    result.worker_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return result
 
 
 def drop_links_out_of(workdir: Path) -> None:

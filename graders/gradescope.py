@@ -49,7 +49,7 @@ def build_bundle(modules: list[ModuleSpec], out: Path) -> Path:
             for path in sorted((REPO / folder).rglob("*")):
                 if path.is_file() and "__pycache__" not in path.parts:
                     bundle.write(path, path.relative_to(REPO).as_posix())
-        for name in ("pyproject.toml", "README.md"):
+        for name in ("pyproject.toml", "README.md", "CHANGELOG.md"):  # CHANGELOG: the grader version names its release
             bundle.write(REPO / name, name)
         for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
             info = zipfile.ZipInfo(name)

@@ -50,6 +50,7 @@ class Watchdog(threading.Thread):
         self.reason: str | None = None
         self.peak_mb = 0.0
         self.seen: dict[int, psutil.Process] = {}  # every process of the tree, to kill even after the kernel is gone
+        self.group: int | None
         try:
             self.group = os.getpgid(pid)
         except ProcessLookupError:

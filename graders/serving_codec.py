@@ -23,6 +23,7 @@ def request_to_tensors(body: bytes, inputs: dict) -> tuple[dict[str, np.ndarray]
     if ("instances" in request) == ("inputs" in request):
         raise BadRequest("give exactly one of 'instances' (rows) or 'inputs' (columns)")
     names = list(inputs)
+    columns: dict | None
     if "instances" in request:
         rows, layout = request["instances"], "row"
         if not isinstance(rows, list) or not rows:

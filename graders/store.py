@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -25,15 +26,31 @@ def content_hash(path: Path | None) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+CHANGELOG = REPO / "CHANGELOG.md"
+_RELEASE_HEADING = re.compile(r"^## \[?([^\]\s]+)\]?", re.MULTILINE)
+
+
+def release(changelog: Path = CHANGELOG) -> str:
+    """The release the grader belongs to: the first `## ` heading of CHANGELOG.md (`## [0.2.0] - ...` -> 0.2.0);
+    "unreleased" where there is no changelog (an installed copy without the repository)."""
+    try:
+        match = _RELEASE_HEADING.search(changelog.read_text(encoding="utf-8"))
+    except OSError:
+        return "unreleased"
+    return match.group(1) if match else "unreleased"
+
+
 @functools.lru_cache(maxsize=1)
 def grader_version() -> str:
-    """sha256 over the grader's own sources: the engine, checks, probes, learner package and catalogue."""
+    """`<release>+<hash>`: the CHANGELOG's latest release (why the version changed: read its entry), and 12 hex
+    digits of sha256 over the grader's own sources (the engine, checks, probes, learner package and catalogue), so
+    that any change to them grades everything again, released or not."""
     digest = hashlib.sha256()
     for folder, pattern in (("graders", "**/*.py"), ("polyglot_lab", "**/*.py"), ("exercises", "*.toml")):
         for path in sorted((REPO / folder).glob(pattern)):
             digest.update(str(path.relative_to(REPO)).encode())
             digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return f"{release()}+{digest.hexdigest()[:12]}"
 
 
 def derived_seed(submission_hash: str, module: str) -> int:

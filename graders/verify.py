@@ -1,11 +1,12 @@
 """`make verify`: like rustlings' dev check and nbgrader's `validate --invert`.
 
-Every master (solutions/) must score full marks; every learner edition (notebooks/) must score
-zero, and be graded without crashing the grader.
+First the course's static checks (graders/authoring.py: lint_course); then every master (solutions/) must score
+full marks; every learner edition (notebooks/) must score zero, and be graded without crashing the grader.
 """
 from __future__ import annotations
 
 from polyglot_lab.catalogue import REPO, ModuleSpec
+from graders.authoring import lint_course
 from graders.devices import resolve_device
 from graders.grade import grade_module
 from graders.results import PASSED, SKIPPED, ModuleResult, format_points
@@ -27,8 +28,12 @@ def verify_problems(master: ModuleResult, learner: ModuleResult) -> list[str]:
 
 
 def verify(modules: list[ModuleSpec], device: str = "auto") -> int:
+    lint = lint_course(REPO, modules=[spec.id for spec in modules])
+    print(f"{'ok  ' if not lint else 'FAIL'} course lint: {len(lint)} problem(s)")
+    for problem in lint:
+        print(f"     {problem}")
     device = resolve_device(device)
-    failures = 0
+    failures = int(bool(lint))
     for spec in modules:
         master = grade_module(REPO / "solutions" / spec.notebook_name, spec, "master", device)
         learner = grade_module(REPO / "notebooks" / spec.notebook_name, spec, "learner-edition", device)

@@ -40,7 +40,11 @@ class Notebook:
         from graders.devices import resolve_device
         from graders.grade import check_in_place
 
-        namespace = namespace if namespace is not None else inspect.currentframe().f_back.f_globals
+        if namespace is None:
+            caller = inspect.currentframe()
+            caller = caller.f_back if caller is not None else None
+            assert caller is not None, "check() without a namespace needs the caller's frame (CPython)"
+            namespace = caller.f_globals
         results = check_in_place(self.spec, exercise_id, namespace, self.workdir, resolve_device("auto"))
         self.results[exercise_id] = results
         hidden = [c for c in exercise.checks if c.hidden]

@@ -2,8 +2,9 @@
 
 A probe calls the learner's code on inputs the grader wrote (``inputs/``) and saves the results
 (``outputs/``). The grader reads those files in its own process and decides the verdict there:
-nothing the probe writes is trusted beyond being data. Arrays go to ``.npy`` (read back with
-``allow_pickle=False``), everything else to JSON.
+nothing the probe writes is trusted beyond being data. A probe declares its outputs by name and kind
+(``@probe(X_train=ARRAY, loss=VALUE)``): arrays go to ``.npy`` (read back with ``allow_pickle=False``),
+named arrays to a folder of them, files as files, everything else to JSON.
 """
 from __future__ import annotations
 
@@ -18,6 +19,31 @@ import numpy as np
 
 PROBE_DIR = ".polyglot"
 
+# What a probe may hand over, by kind. The probe declares each output once (``@probe(name=kind)``); the grader
+# reads only declared names, each as its kind says (graders/checks: ``ctx.outputs(probes.<exercise>)``).
+ARRAY = "array"    # one NumPy array (a tensor is converted): <name>.npy
+ARRAYS = "arrays"  # named arrays, a state dict say: a folder <name>/ of <key>.npy
+VALUE = "value"    # plain JSON data (numbers, strings, lists, dicts): values.json
+FILE = "file"      # a file the probe writes itself, at io.output_path(name) (a saved model, say)
+KINDS = (ARRAY, ARRAYS, VALUE, FILE)
+
+
+class UndeclaredOutput(LookupError):
+    """A probe saved, or a check read, an output its probe does not declare: a course author's mistake.
+    Not a KeyError, so that no ``.get()`` or ``except KeyError`` takes it for a missing value."""
+
+
+def probe(**outputs: str):
+    """Declare what an exercise's probe hands over, by name and kind (ARRAY, ARRAYS, VALUE, FILE)."""
+    for name, kind in outputs.items():
+        if kind not in KINDS:
+            raise ValueError(f"probe output {name!r}: kind {kind!r} is not one of {KINDS}")
+
+    def declare(fn):
+        fn.outputs = dict(outputs)
+        return fn
+    return declare
+
 
 def _to_numpy(value):
     """Tensors of any framework become NumPy arrays; other values pass through."""
@@ -28,25 +54,51 @@ def _to_numpy(value):
     return value
 
 
-class ProbeIO:
-    """The files of one exercise's probe: ``<workdir>/.polyglot/<exercise>/{inputs,outputs}``."""
+def _kind_of(value) -> str:
+    """The kind of an undeclared value (the grader's inputs): bytes are a file, a dict of arrays is ARRAYS."""
+    if isinstance(value, (bytes, bytearray)):
+        return FILE
+    if isinstance(_to_numpy(value), np.ndarray):
+        return ARRAY
+    if isinstance(value, dict) and value and all(isinstance(_to_numpy(v), np.ndarray) for v in value.values()):
+        return ARRAYS
+    return VALUE
 
-    def __init__(self, directory: Path):
+
+def _file_name(name: str) -> str:
+    if not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"{name!r} cannot name a probe file")
+    return name
+
+
+class ProbeIO:
+    """The files of one exercise's probe: ``<workdir>/.polyglot/<exercise>/{inputs,outputs}``.
+    ``declared`` (name -> kind) is what the probe may save; None for the grader's inputs, whose kinds are inferred."""
+
+    def __init__(self, directory: Path, declared: dict[str, str] | None = None):
         self.dir = Path(directory)
         self.inputs_dir = self.dir / "inputs"
         self.outputs_dir = self.dir / "outputs"
+        self.declared = declared
 
     # -- writing (the grader writes inputs, the probe writes outputs)
     @staticmethod
-    def _write(directory: Path, values: dict) -> None:
+    def _write(directory: Path, values: dict, kinds: dict[str, str]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         scalars = {}
         for name, value in values.items():
-            value = _to_numpy(value)
-            if isinstance(value, np.ndarray):
-                np.save(directory / f"{name}.npy", value, allow_pickle=False)
+            kind = kinds[name]
+            if kind == ARRAY:
+                np.save(directory / f"{_file_name(name)}.npy", np.asarray(_to_numpy(value)), allow_pickle=False)
+            elif kind == ARRAYS:
+                folder = directory / _file_name(name)
+                folder.mkdir(exist_ok=True)
+                for key, array in dict(value).items():
+                    np.save(folder / f"{_file_name(str(key))}.npy", np.asarray(_to_numpy(array)), allow_pickle=False)
+            elif kind == FILE:
+                (directory / _file_name(name)).write_bytes(bytes(value))
             else:
-                scalars[name] = value
+                scalars[name] = _to_numpy(value)
         if scalars:
             path = directory / "values.json"
             merged = json.loads(path.read_text()) if path.exists() else {}
@@ -54,33 +106,42 @@ class ProbeIO:
             path.write_text(json.dumps(merged, default=_json_default))
 
     def write_inputs(self, **values) -> None:
-        self._write(self.inputs_dir, values)
+        """The grader's inputs: arrays as .npy, dicts of arrays as folders, bytes as files, the rest as JSON."""
+        self._write(self.inputs_dir, values, {name: _kind_of(value) for name, value in values.items()})
 
     def save(self, **values) -> None:
-        """Save probe outputs: arrays/tensors as .npy, the rest as JSON."""
-        self._write(self.outputs_dir, values)
+        """Save outputs the probe declared: ARRAY and ARRAYS as .npy, VALUE as JSON (FILE: see output_path)."""
+        declared = self.declared if self.declared is not None else {n: _kind_of(v) for n, v in values.items()}
+        for name in values:
+            if name not in declared:
+                raise UndeclaredOutput(f"probe output {name!r} is not declared (declared: {sorted(declared)})")
+            if declared[name] == FILE:
+                raise TypeError(f"probe output {name!r} is a file: write it at io.output_path({name!r})")
+        self._write(self.outputs_dir, values, declared)
 
     def output_path(self, name: str) -> Path:
-        """A path for an output file the probe writes itself (a saved model, say)."""
+        """The path of a FILE output the probe writes itself (a saved model, say)."""
+        if self.declared is not None and self.declared.get(name) != FILE:
+            raise UndeclaredOutput(f"probe output {name!r} is not declared as a file")
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
-        return self.outputs_dir / name
+        return self.outputs_dir / _file_name(name)
 
-    # -- reading
-    @staticmethod
-    def _read(directory: Path) -> dict:
-        values = {}
+    def input_file(self, name: str) -> Path:
+        """A file the grader handed over (an ONNX model, say)."""
+        return self.inputs_dir / _file_name(name)
+
+    # -- reading (the probe reads the grader's inputs; the grader reads outputs with graders.checks.Outputs)
+    @property
+    def inputs(self) -> dict:
+        """Arrays, folders of arrays and JSON values; files are read with input_file()."""
+        directory, values = self.inputs_dir, {}
         if (directory / "values.json").exists():
             values.update(json.loads((directory / "values.json").read_text()))
         for path in sorted(directory.glob("*.npy")):
             values[path.stem] = np.load(path, allow_pickle=False)
+        for folder in sorted(p for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else ():
+            values[folder.name] = {p.stem: np.load(p, allow_pickle=False) for p in sorted(folder.glob("*.npy"))}
         return values
-
-    @property
-    def inputs(self) -> dict:
-        return self._read(self.inputs_dir)
-
-    def outputs(self) -> dict:
-        return self._read(self.outputs_dir)
 
     # -- status
     def reset_outputs(self) -> None:
@@ -120,19 +181,20 @@ def _json_default(value):
     return repr(value)
 
 
-def probe_io(exercise_id: str, workdir: str | os.PathLike = ".") -> ProbeIO:
-    return ProbeIO(Path(workdir) / PROBE_DIR / exercise_id)
+def probe_io(exercise_id: str, workdir: str | os.PathLike = ".", declared: dict[str, str] | None = None) -> ProbeIO:
+    return ProbeIO(Path(workdir) / PROBE_DIR / exercise_id, declared)
 
 
 def run(probes_module: str, exercise_id: str, namespace: dict, workdir: str | os.PathLike = ".") -> bool:
     """Run one exercise's probe against the notebook's namespace. Returns True when it finished."""
-    io = probe_io(exercise_id, workdir)
+    io = probe_io(exercise_id, workdir, declared={})
     io.reset_outputs()
     io.dir.mkdir(parents=True, exist_ok=True)
     try:
-        probe = getattr(importlib.import_module(probes_module), exercise_id, None)
-        if probe is not None:  # exercises graded on artifacts alone have no probe
-            probe(namespace, io)
+        probe_fn = getattr(importlib.import_module(probes_module), exercise_id, None)
+        if probe_fn is not None:  # exercises graded on artifacts alone have no probe
+            io.declared = getattr(probe_fn, "outputs", {})  # an undeclared probe may save nothing
+            probe_fn(namespace, io)
     except BaseException as exc:  # noqa: BLE001 - any learner failure is recorded, never raised into the notebook
         io.mark_error(exc)
         return False

@@ -6,9 +6,10 @@ from polyglot_lab import probe
 from polyglot_lab.probe import probe_io
 
 
-def craft(ctx, exercise, **values):
-    """Write an exercise's probe outputs as if the learner's kernel had produced them."""
-    io = probe_io(exercise, ctx.workdir)
+def craft(ctx, probe_fn, **values):
+    """Write an exercise's probe outputs as if the learner's kernel had produced them (only names and kinds the
+    probe function declares, as the real probe would)."""
+    io = probe_io(probe_fn.__name__, ctx.workdir, declared=probe_fn.outputs)
     io.reset_outputs()
     io.save(**values)
     io.mark_done()

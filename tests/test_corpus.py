@@ -17,6 +17,8 @@ from graders.grade import grade_class
 from graders.limits import Limits
 from graders.sandbox import availability
 
+pytestmark = pytest.mark.slow  # grades a class of 30 submissions under limits: `make test-fast` leaves it out
+
 PLANTED = "planted-by-a-submission.txt"
 
 IMPORT, DOUBLE, CHECK, ANSWER, ARTIFACT = SOLVED_TOY

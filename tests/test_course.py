@@ -8,6 +8,8 @@ from graders.results import PASSED, SKIPPED
 from graders.verify import verify_problems
 from nbval_compare import mismatched_cells
 
+pytestmark = pytest.mark.slow  # executes every master and every learner edition: `make test-fast` leaves it out
+
 
 @pytest.mark.parametrize("module", MODULES)
 def test_master_full_marks_and_learner_edition_zero(module, graded_masters, graded_learner_editions):

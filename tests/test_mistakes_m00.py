@@ -14,26 +14,25 @@ def ctx(tmp_path):
 
 def test_hand_typed_version_is_caught(ctx):
     versions = m00.expected_versions()
-    craft(ctx, "versions", versions=versions)
+    craft(ctx, m00.probes.versions, versions=versions)
     assert m00.all_five_correct(ctx)
-    craft(ctx, "versions", versions={**versions, "keras": "3.0.0"})
+    craft(ctx, m00.probes.versions, versions={**versions, "keras": "3.0.0"})
     failure = fails_with(m00.all_five_correct, ctx, "not the installed ones")
     assert "keras=3.0.0" in failure.found
 
 
 def test_unseeded_generator_is_named(ctx):
     draws = {g: np.arange(4.0) for g in m00.GENERATORS}
-    runs = {f"{label}_{g}": v + (i if label == "other" else 0) for label, i in (("first", 0), ("again", 0), ("other", 1))
-            for g, v in draws.items()}
-    runs["again_torch"] = runs["first_torch"] + 0.5  # torch never seeded
-    craft(ctx, "seeding", **runs, torch_deterministic=True, tensorflow_deterministic=False)
+    runs = {label: {g: v + shift for g, v in draws.items()} for label, shift in (("first", 0), ("again", 0), ("other", 1))}
+    runs["again"]["torch"] = runs["first"]["torch"] + 0.5  # torch never seeded
+    craft(ctx, m00.probes.seeding, **runs, torch_deterministic=True, tensorflow_deterministic=False)
     fails_with(m00.reproducible, ctx, "torch")
     fails_with(m00.deterministic_algorithms, ctx, "TensorFlow")
 
 
 def test_session_options_threads(ctx):
     n = int(m00.threads_inputs(ctx)["n"])
-    craft(ctx, "threads", torch_threads=n, options_type="onnxruntime.capi.SessionOptions",
+    craft(ctx, m00.probes.threads, torch_threads=n, options_type="onnxruntime.capi.SessionOptions",
           intra_op_num_threads=n, inter_op_num_threads=0)
     assert m00.torch_threads(ctx)
     fails_with(m00.ort_options, ctx, "wrong numbers of threads")

@@ -29,7 +29,7 @@ def split_variant(ctx, fit_on="train", one_hot=False, labels_dtype="int64", stra
     ytr, yte = ytr.astype(labels_dtype), yte.astype(labels_dtype)
     if one_hot:
         ytr, yte = np.eye(10)[ytr], np.eye(10)[yte]
-    craft(ctx, "split", X_train=train.astype("float32"), X_test=test.astype("float32"), y_train=ytr, y_test=yte)
+    craft(ctx, m01.probes.split, X_train=train.astype("float32"), X_test=test.astype("float32"), y_train=ytr, y_test=yte)
 
 
 def test_reference_split_passes(ctx):
@@ -72,7 +72,7 @@ def tiny_model(last="softmax", extra_softmax=False, hidden=0):
 
 
 def craft_model(ctx, model):
-    io = probe_io("model", ctx.workdir)
+    io = probe_io("model", ctx.workdir, declared=m01.probes.model.outputs)
     io.reset_outputs()
     model.save(io.output_path("model.keras"))
     io.mark_done()
@@ -116,17 +116,17 @@ def test_accuracy_under_the_bar(ctx):
     ({"name": "mse"}, ("not sparse categorical",)),
 ])
 def test_loss_mistakes(ctx, loss, words):
-    craft(ctx, "train", loss=loss, callbacks=[], history={})
+    craft(ctx, m01.probes.train, loss=loss, callbacks=[], history={})
     fails_with(m01.loss_matches_labels, ctx, *words)
 
 
 def test_early_stopping_must_restore_best_weights(ctx):
-    craft(ctx, "train", loss={}, history={},
+    craft(ctx, m01.probes.train, loss={}, history={},
           callbacks=[{"type": "EarlyStopping", "monitor": "val_loss", "restore_best_weights": False}])
     fails_with(m01.early_stopping, ctx, "restore the best weights")
 
 
 def test_plot_missing_a_curve(ctx):
     given = m01.plot_inputs(ctx)
-    craft(ctx, "plot", lines=[given["loss"].tolist(), given["accuracy"].tolist()], n_axes=2)
+    craft(ctx, m01.probes.plot, lines=[given["loss"].tolist(), given["accuracy"].tolist()], n_axes=2)
     fails_with(m01.four_curves, ctx, "val_loss", "val_accuracy")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from polyglot_lab.probe import probe_io
+from polyglot_lab.probe import ARRAY, ARRAYS, FILE, UndeclaredOutput, probe_io
 
 
 class CheckFailed(Exception):
@@ -121,8 +122,10 @@ class CheckContext:
         """A generator for grade-time inputs: fresh each grading run, stable within it."""
         return np.random.default_rng([self.seed, *salt.encode()])
 
-    def outputs(self, exercise_id: str) -> dict:
-        """The probe's outputs for an exercise, or a CheckFailed that says why there are none."""
+    def outputs(self, probe) -> Outputs:
+        """What an exercise's probe (a function of polyglot_lab/probes, with its declaration) handed over, or a
+        CheckFailed that says why there is nothing: read as plain data, and only the names the probe declares."""
+        exercise_id = probe.__name__
         io = probe_io(exercise_id, self.workdir)
         facts = self.facts.get(exercise_id, ExecutionFacts())
         error = _bounded_error(io)
@@ -138,7 +141,7 @@ class CheckContext:
         if folder_bytes(io.outputs_dir) > PROBE_OUTPUT_BYTES:
             raise CheckFailed(f"What your code returned for this exercise is over {PROBE_OUTPUT_BYTES // 2**20} MB: "
                               "the grader does not read it.", hint="Return the values the exercise asks for, no more.")
-        return io.outputs()
+        return Outputs(self.workdir, io.outputs_dir, probe.outputs, exercise_id)
 
     def artifact(self, name: str, exercise_id: str | None = None, hint: str | None = None) -> Path:
         """A file the graded run must have written into its working directory; `hint` says how to write it."""
@@ -152,6 +155,80 @@ class CheckContext:
                               expected=f"a file {name} written by the notebook", found="no such file",
                               hint=hint or f"Save it from the notebook, in its own folder: `.save('{name}')`.")
         return path
+
+
+class Outputs(Mapping):
+    """A probe's outputs, by the names and kinds it declares (polyglot_lab.probe): ARRAY an array, ARRAYS a dict of
+    arrays, VALUE plain JSON data, FILE a path. The kernel wrote them, so no symlink is followed and no pickle read;
+    asking for a name the probe does not declare is the author's mistake (UndeclaredOutput), not a missing value."""
+
+    def __init__(self, workdir: Path, directory: Path, declared: dict[str, str], exercise: str):
+        self.workdir, self.dir, self.declared, self.exercise = Path(workdir), Path(directory), declared, exercise
+        self._values: dict | None = None
+
+    def kind(self, name: str) -> str:
+        if name not in self.declared:
+            raise UndeclaredOutput(f"the {self.exercise} probe declares no output {name!r} "
+                                   f"(it declares {sorted(self.declared)})")
+        return self.declared[name]
+
+    def __getitem__(self, name: str):
+        kind = self.kind(name)
+        if kind == ARRAY:
+            return _read_npy(self._plain(self.dir / f"{name}.npy", name))
+        if kind == ARRAYS:
+            folder = self._plain(self.dir / name, name)
+            return {p.stem: _read_npy(self._plain(p, name)) for p in sorted(folder.glob("*.npy"))}
+        if kind == FILE:
+            return self._plain(self.dir / name, name)
+        if self._values is None:
+            path = self.dir / "values.json"
+            self._values = json.loads(_read_bytes(self._plain(path, name))) if os.path.lexists(path) else {}
+            if not isinstance(self._values, dict):
+                self._values = {}
+        return self._values[name]
+
+    def get(self, name: str, default=None):
+        self.kind(name)
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def __contains__(self, name) -> bool:
+        self.kind(name)
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name in self.declared if name in self])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+    def _plain(self, path: Path, name: str) -> Path:
+        """`path`, when it exists and neither it nor a folder between it and the working folder is a link."""
+        if not os.path.lexists(path):
+            raise KeyError(name)
+        for part in [path, *path.relative_to(self.workdir).parents[:-1]]:  # [:-1]: not the working folder
+            if (self.workdir / part).is_symlink():
+                raise KeyError(name)
+        return path
+
+
+def _read_bytes(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as file:
+        return file.read(PROBE_OUTPUT_BYTES + 1)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as file:
+        return np.load(file, allow_pickle=False)
 
 
 PROBE_OUTPUT_BYTES = 256 * 2**20  # one exercise's probe outputs (the kernel wrote them: the grader bounds what it reads)

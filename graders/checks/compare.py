@@ -1,4 +1,8 @@
-"""Numeric comparisons shared by the parity checks of every module."""
+"""Numeric comparisons shared by the checks of every module: one tolerance rule, one way to fail on it.
+
+The rule: found agrees with expected when max |found - expected| <= max(atol, rtol * max |expected|), elementwise
+over arrays of the same shape. rtol defaults to atol: float32 carries about 7 digits, so the bar grows with outputs
+larger than 1 and stays atol below."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,13 +11,41 @@ PARITY_ATOL = 1e-5  # fp32 on CPU
 
 
 def max_diff(found, expected) -> float:
+    """The largest elementwise difference (NaN where only one side is NaN; inf for another shape)."""
     found, expected = np.asarray(found, np.float64), np.asarray(expected, np.float64)
-    return float(np.abs(found - expected).max()) if found.shape == expected.shape else float("inf")
+    if found.shape != expected.shape:
+        return float("inf")
+    diff = np.atleast_1d(np.abs(found - expected))
+    diff[np.isnan(found) & np.isnan(expected)] = 0.0  # NaN where NaN was expected agrees
+    return float(np.max(diff, initial=0.0)) if not np.isnan(diff).any() else float("nan")
 
 
-def close(found, expected, atol=PARITY_ATOL) -> bool:
-    """Agreement within atol, scaled up for outputs larger than 1 (float32 carries ~7 digits)."""
-    return max_diff(found, expected) <= atol * max(1.0, float(np.abs(np.asarray(expected, np.float64)).max()))
+def tolerance(expected, atol: float = PARITY_ATOL, rtol: float | None = None) -> float:
+    """The largest difference from `expected` that still agrees with it."""
+    scale = float(np.abs(np.asarray(expected, np.float64)).max(initial=0.0))
+    return max(atol, (atol if rtol is None else rtol) * scale)
+
+
+def close(found, expected, atol: float = PARITY_ATOL, rtol: float | None = None) -> bool:
+    """Whether found agrees with expected (same shape, within tolerance(expected, atol, rtol))."""
+    return max_diff(found, expected) <= tolerance(expected, atol, rtol)
+
+
+def expect_close(found, expected, what: str, atol: float = PARITY_ATOL, rtol: float | None = None,
+                 hint: str | None = None, mistake: str | None = None) -> float:
+    """Fail unless found agrees with expected; returns the max abs diff. `what` names the values ("The ported
+    model's logits"); `mistake` replaces the failure's message where the difference has a known cause."""
+    from graders.checks import CheckFailed, describe_array
+
+    found_a, expected_a = np.asarray(found, np.float64), np.asarray(expected, np.float64)
+    if found_a.shape != expected_a.shape:
+        raise CheckFailed(f"{what}: the outputs have the wrong shape.", expected=f"shape {expected_a.shape}",
+                          found=describe_array(found), hint=hint)
+    diff, bar = max_diff(found_a, expected_a), tolerance(expected_a, atol, rtol)
+    if not diff <= bar:  # `not <=`: a NaN fails
+        raise CheckFailed(mistake or f"{what}: the outputs differ.",
+                          expected=f"max abs diff <= {bar:.2g}", found=f"max abs diff {diff:.3g}", hint=hint)
+    return diff
 
 
 def looks_like_probabilities(out) -> bool:

@@ -4,13 +4,14 @@ hands back its outputs. Every verdict is decided here: a case against the expect
 model against ONNX Runtime run by the grader on its own export."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from graders.checks import CheckContext, CheckFailed, describe_array
-from graders.checks.compare import close, max_diff
+from graders.checks import CheckContext, CheckFailed
+from graders.checks.compare import expect_close
 
 CONVERTER_FILE = "onnx_to_tf.py"
 # export(ctx, folder) -> [{"file": "m0.onnx", "inputs": ["m0_x0.npy", ...], "expected": [array, ...]}]
@@ -30,16 +31,19 @@ def judged_conformance(ops: list[str], found: dict) -> dict:
 
     table = {}
     for op in ops:
-        passed, failed = [], {}
+        passed: list[str] = []
+        failed: dict[str, str] = {}
         for case in backend_cases(op):
             name = case.name.removeprefix("test_")
             entry = found["cases"].get(name) if isinstance(found.get("cases"), dict) else None
+            why: str | None
             if not isinstance(entry, dict):
                 why = "no answer"
             elif "error" in entry:
                 why = str(entry["error"])[:300]
             else:
-                counts = entry.get("outputs") if isinstance(entry.get("outputs"), list) else []
+                outputs = entry.get("outputs")
+                counts = outputs if isinstance(outputs, list) else []
                 why = judge_case(case, [[found.get(f"case:{name}:{d}:{k}") for k in range(int(n))]
                                         for d, n in enumerate(counts)])
             if why is None:
@@ -53,7 +57,7 @@ def judged_conformance(ops: list[str], found: dict) -> dict:
 def converter_run(ctx: CheckContext, ops: list[str], export: Exporter, hint: str) -> dict:
     """The learner's onnx_to_tf.py, judged once per grading run: {"conformance": {op: {...}},
     "models": [{"signature", "outputs": [array], "expected": [array]} or {"error"}]}."""
-    if "converter" not in ctx.cache:
+    def load():
         path = ctx.artifact(CONVERTER_FILE, "converter", hint=hint)
         from polyglot_lab.conformance import case_files
 
@@ -75,8 +79,8 @@ def converter_run(ctx: CheckContext, ops: list[str], export: Exporter, hint: str
                 continue
             results.append({"signature": model.get("signature"), "expected": entry["expected"],
                             "outputs": [found.get(f"model:{i}:{k}") for k in range(len(entry["inputs"]))]})
-        ctx.cache["converter"] = {"conformance": judged_conformance(ops, found), "models": results}
-    return ctx.cache["converter"]
+        return {"conformance": judged_conformance(ops, found), "models": results}
+    return ctx.cached("converter", load)
 
 
 def conformance_check(ops: list[str], run: Callable[[CheckContext], dict],
@@ -100,7 +104,7 @@ def register_conformance_checks(registry, groups: dict[str, list[str]], run: Cal
                                 diagnose: Callable[[str, dict[str, str]], tuple[str, str]]) -> None:
     """converter.<group> for each operator group: its backend cases pass; diagnose(group, failed) names the mistake."""
     for group, ops in groups.items():
-        registry.check("converter", group)(conformance_check(ops, run, lambda failed, group=group: diagnose(group, failed)))
+        registry.check("converter", group)(conformance_check(ops, run, functools.partial(diagnose, group)))
 
 
 def check_model_parity(result: dict, one: str, summary: str) -> str:
@@ -113,12 +117,9 @@ def check_model_parity(result: dict, one: str, summary: str) -> str:
                               hint="Run every node in order; look each input up among the constants and the values "
                                    "computed so far.")
         for got, expected in zip(found["outputs"], found["expected"]):
-            if not close(got, expected):
-                raise CheckFailed(f"The converted model differs from ONNX Runtime on {one} of the grader's "
-                                  f"(input shape {tuple(expected.shape)}).", expected="max abs diff <= 1e-05",
-                                  found=f"max abs diff {max_diff(got, expected):.3g}" if np.shape(got) == expected.shape
-                                  else describe_array(got))
-            worst = max(worst, max_diff(got, expected))
+            worst = max(worst, expect_close(got, expected, f"The converted {one}", mistake=(
+                f"The converted model differs from ONNX Runtime on {one} of the grader's "
+                f"(input shape {tuple(expected.shape)}).")))
     return f"matches ONNX Runtime on {summary} (max abs diff {worst:.1e})"
 
 

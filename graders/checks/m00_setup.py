@@ -6,6 +6,7 @@ import random
 import numpy as np
 
 from graders.checks import CheckContext, CheckFailed, Registry
+from polyglot_lab.probes import m00_setup as probes
 
 registry = Registry("00_setup")
 FRAMEWORKS = ("torch", "tensorflow", "keras", "onnx", "onnxruntime")
@@ -33,7 +34,7 @@ def expected_devices() -> dict[str, list[str]]:
 # -- versions --------------------------------------------------------------------------------
 @registry.check("versions", "all_five_correct")
 def all_five_correct(ctx: CheckContext):
-    found = ctx.outputs("versions")["versions"]
+    found = ctx.outputs(probes.versions)["versions"]
     expected = expected_versions()
     missing = [k for k in FRAMEWORKS if k not in found]
     if missing:
@@ -51,7 +52,7 @@ def all_five_correct(ctx: CheckContext):
 # -- devices ---------------------------------------------------------------------------------
 @registry.check("devices", "cpu_view")
 def cpu_view(ctx: CheckContext):
-    found = ctx.outputs("devices")["devices"]
+    found = ctx.outputs(probes.devices)["devices"]
     expected = expected_devices()
     for framework in ("torch", "tensorflow", "onnxruntime"):
         if framework not in found:
@@ -70,7 +71,7 @@ def cpu_view(ctx: CheckContext):
 @registry.check("devices", "pick_device")
 def pick_device(ctx: CheckContext):
     import torch
-    picked = ctx.outputs("devices")["picked"]
+    picked = ctx.outputs(probes.devices)["picked"]
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     if picked != expected:
         raise CheckFailed("pick_device() chose the wrong device.", expected=repr(expected), found=repr(picked),
@@ -80,7 +81,7 @@ def pick_device(ctx: CheckContext):
 
 @registry.check("devices", "gpu_view")
 def gpu_view(ctx: CheckContext):
-    found = ctx.outputs("devices")["devices"]
+    found = ctx.outputs(probes.devices)["devices"]
     expected = expected_devices()
     if sorted(found.get("torch", [])) != sorted(expected["torch"]):
         raise CheckFailed("torch's device list is not what torch sees.", expected=str(expected["torch"]),
@@ -115,15 +116,16 @@ def reference_draws(seed: int) -> dict[str, np.ndarray]:
 
 @registry.check("seeding", "reproducible")
 def reproducible(ctx: CheckContext):
-    out = ctx.outputs("seeding")
-    not_repeated = [g for g in GENERATORS if not np.array_equal(out[f"first_{g}"], out[f"again_{g}"])]
+    out = ctx.outputs(probes.seeding)
+    first, again, other = out["first"], out["again"], out["other"]
+    not_repeated = [g for g in GENERATORS if not np.array_equal(first.get(g), again.get(g))]
     if not_repeated:
         raise CheckFailed(f"The same seed gave different draws from: {', '.join(not_repeated)}.",
                           expected="identical draws after seed_everything(s) twice",
-                          found=f"{not_repeated[0]}: {out[f'first_{not_repeated[0]}']} then {out[f'again_{not_repeated[0]}']}",
+                          found=f"{not_repeated[0]}: {first.get(not_repeated[0])} then {again.get(not_repeated[0])}",
                           hint="Seed all four: random.seed, np.random.seed, torch.manual_seed, tf.random.set_seed "
                                "(keras.utils.set_random_seed does the first three and TensorFlow).")
-    unchanged = [g for g in GENERATORS if np.array_equal(out[f"first_{g}"], out[f"other_{g}"])]
+    unchanged = [g for g in GENERATORS if np.array_equal(first.get(g), other.get(g))]
     if unchanged:
         raise CheckFailed(f"A different seed gave the same draws from: {', '.join(unchanged)} (is the seed ignored?).",
                           hint="Use the `seed` argument, not a constant.")
@@ -132,10 +134,12 @@ def reproducible(ctx: CheckContext):
 
 @registry.check("seeding", "matches_reference")
 def matches_reference(ctx: CheckContext):
-    out = ctx.outputs("seeding")
+    out = ctx.outputs(probes.seeding)
     seed = int(seeding_inputs(ctx)["seed"])
     expected = reference_draws(seed)
-    differ = [g for g in GENERATORS if not np.allclose(out[f"first_{g}"], expected[g], rtol=0, atol=1e-7)]
+    first = out["first"]
+    differ = [g for g in GENERATORS if g not in first or first[g].shape != expected[g].shape
+              or not np.allclose(first[g], expected[g], rtol=0, atol=1e-7)]
     if differ:
         raise CheckFailed(f"Draws after seed_everything(seed) differ from seeding with `seed` directly: {', '.join(differ)}.")
     return "the draws equal the grader's for the same seed"
@@ -143,7 +147,7 @@ def matches_reference(ctx: CheckContext):
 
 @registry.check("seeding", "deterministic_algorithms")
 def deterministic_algorithms(ctx: CheckContext):
-    out = ctx.outputs("seeding")
+    out = ctx.outputs(probes.seeding)
     off = [name for name, key in (("torch", "torch_deterministic"), ("TensorFlow", "tensorflow_deterministic"))
            if not out[key]]
     if off:
@@ -161,7 +165,7 @@ def threads_inputs(ctx: CheckContext) -> dict:
 @registry.check("threads", "torch_threads")
 def torch_threads(ctx: CheckContext):
     n = int(threads_inputs(ctx)["n"])
-    found = ctx.outputs("threads")["torch_threads"]
+    found = ctx.outputs(probes.threads)["torch_threads"]
     if found != n:
         raise CheckFailed(f"After configure_threads({n}), torch uses {found} threads.", expected=str(n), found=str(found),
                           hint="torch.set_num_threads(n)")
@@ -171,7 +175,7 @@ def torch_threads(ctx: CheckContext):
 @registry.check("threads", "ort_options")
 def ort_options(ctx: CheckContext):
     n = int(threads_inputs(ctx)["n"])
-    out = ctx.outputs("threads")
+    out = ctx.outputs(probes.threads)
     if not out["options_type"].endswith("SessionOptions"):
         raise CheckFailed("configure_threads must return an onnxruntime.SessionOptions.",
                           expected="onnxruntime.SessionOptions", found=out["options_type"])

@@ -13,7 +13,7 @@ from graders.checks import (
     describe_array,
 )
 from polyglot_lab.data import digits
-from polyglot_lab.probe import probe_io
+from polyglot_lab.probes import m01_keras_prototype as probes
 
 registry = Registry("01_keras_prototype")
 PARAM_BUDGET = 20_000
@@ -61,7 +61,7 @@ def reference_split(X, y, seed):
 
 @registry.check("split", "split_rows")
 def split_rows(ctx: CheckContext):
-    out, given = ctx.outputs("split"), split_inputs(ctx)
+    out, given = ctx.outputs(probes.split), split_inputs(ctx)
     _, _, y_train, y_test = reference_split(given["X"], given["y"], int(given["seed"]))
     for name, expected in (("X_train", (len(y_train), 64)), ("X_test", (len(y_test), 64))):
         if out[name].shape != expected:
@@ -88,7 +88,7 @@ def _standardised(a: np.ndarray, tol=1e-3) -> bool:
 
 @registry.check("split", "leak_free_scaling")
 def leak_free_scaling(ctx: CheckContext):
-    out = ctx.outputs("split")
+    out = ctx.outputs(probes.split)
     X_train, X_test = np.asarray(out["X_train"], np.float64), np.asarray(out["X_test"], np.float64)
     if X_train.ndim != 2 or X_test.ndim != 2:
         raise CheckFailed("X_train and X_test must be 2-D arrays.", found=f"{describe_array(X_train)}, {describe_array(X_test)}")
@@ -116,7 +116,7 @@ def leak_free_scaling(ctx: CheckContext):
 
 @registry.check("split", "integer_labels")
 def integer_labels(ctx: CheckContext):
-    out = ctx.outputs("split")
+    out = ctx.outputs(probes.split)
     for name in ("y_train", "y_test"):
         labels = np.asarray(out[name])
         if labels.ndim == 2 and labels.shape[1] == 10:
@@ -133,9 +133,10 @@ def integer_labels(ctx: CheckContext):
 
 # -- model -----------------------------------------------------------------------------------
 def built_model(ctx: CheckContext):
-    ctx.outputs("model")  # says why there is no model, when there is none
-    return ctx.cached("built_model", lambda: load_keras_model(
-        ctx, probe_io("model", ctx.workdir).outputs_dir / "model.keras", "The model build_model() returned"))
+    saved = ctx.outputs(probes.model).get("model.keras")  # ctx.outputs says why there is none, when it knows
+    if saved is None:
+        raise CheckFailed("The model build_model() returned was not saved as a plain file.")
+    return ctx.cached("built_model", lambda: load_keras_model(ctx, saved, "The model build_model() returned"))
 
 
 def _shape(shape):
@@ -193,7 +194,7 @@ def softmax_once(ctx: CheckContext):
 # -- train -----------------------------------------------------------------------------------
 @registry.check("train", "loss_matches_labels")
 def loss_matches_labels(ctx: CheckContext):
-    loss = ctx.outputs("train")["loss"]
+    loss = ctx.outputs(probes.train)["loss"]
     name = str(loss.get("name") or "")
     normalized = name.replace("_", "").lower()
     if normalized == "categoricalcrossentropy":
@@ -210,7 +211,7 @@ def loss_matches_labels(ctx: CheckContext):
 
 @registry.check("train", "early_stopping")
 def early_stopping(ctx: CheckContext):
-    callbacks = ctx.outputs("train")["callbacks"]
+    callbacks = ctx.outputs(probes.train)["callbacks"]
     stoppers = [cb for cb in callbacks if cb["type"] == "EarlyStopping"]
     if not stoppers:
         raise CheckFailed("No EarlyStopping callback in `callbacks`.", found=str([cb["type"] for cb in callbacks]),
@@ -225,7 +226,7 @@ def early_stopping(ctx: CheckContext):
 
 @registry.check("train", "curves_recorded")
 def curves_recorded(ctx: CheckContext):
-    history = ctx.outputs("train")["history"]
+    history = ctx.outputs(probes.train)["history"]
     missing = [k for k in ("loss", "val_loss", "accuracy", "val_accuracy") if k not in history]
     if missing:
         raise CheckFailed(f"history.history lacks {', '.join(missing)}.", found=str(sorted(history)),
@@ -248,7 +249,7 @@ def plot_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("plot", "four_curves")
 def four_curves(ctx: CheckContext):
-    out, given = ctx.outputs("plot"), plot_inputs(ctx)
+    out, given = ctx.outputs(probes.plot), plot_inputs(ctx)
     lines = [np.asarray(line, dtype=float) for line in out["lines"]]
     missing = [k for k, series in given.items()
                if not any(line.shape == series.shape and np.allclose(line, series) for line in lines)]
@@ -294,7 +295,7 @@ def backends_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("backends", "torch_backend_parity")
 def torch_backend_parity(ctx: CheckContext):
-    found = ctx.outputs("backends")["torch_predictions"]
+    found = ctx.outputs(probes.backends)["torch_predictions"]
     X = backends_inputs(ctx)["X"]
     expected = np.asarray(saved_model(ctx).predict(X), dtype=np.float64)
     if found.shape != expected.shape:

@@ -10,6 +10,7 @@ import numpy as np
 from graders.checks import (
     CheckContext,
     CheckFailed,
+    Outputs,
     Registry,
     check_holdout_accuracy,
     describe_array,
@@ -17,6 +18,7 @@ from graders.checks import (
 from graders.checks.compare import (
     PARITY_ATOL,
     close,
+    expect_close,
     looks_like_probabilities,
     max_diff,
     softmax,
@@ -25,6 +27,7 @@ from graders.data import holdout_digits
 from polyglot_lab import models
 from polyglot_lab.data import digits
 from polyglot_lab.probes.m02_pytorch_eager import TRAINING_HIDDEN, training_setup
+from polyglot_lab.probes import m02_pytorch_eager as probes
 
 registry = Registry("02_pytorch_eager")
 GRAD_ATOL = 1e-8          # float64 inputs
@@ -39,14 +42,9 @@ def _torch():
     return torch
 
 
-def states(out: dict) -> dict[str, np.ndarray]:
-    """The state dict a probe saved as outputs named state.<key>."""
-    return {k[len("state."):]: v for k, v in out.items() if k.startswith("state.")}
-
-
-def as_inputs(prefix: str, state: dict) -> dict:
-    """A torch state dict as probe inputs named <prefix>.<key>."""
-    return {f"{prefix}.{k}": v.detach().numpy().copy() for k, v in state.items()}
+def as_inputs(name: str, state: dict) -> dict:
+    """A torch state dict as one probe input, `name`: a folder of arrays, one per key."""
+    return {name: {k: v.detach().numpy().copy() for k, v in state.items()}}
 
 
 def random_state(module, rng: np.random.Generator, scale=0.5) -> dict:
@@ -104,12 +102,12 @@ def _keras_baseline():
 
 def keras_port_reference(ctx: CheckContext) -> np.ndarray:
     """The Keras model's probabilities for the grader's inputs, computed by Keras in this process."""
-    if "port_expected" not in ctx.cache:
+    def load():
         given = port_inputs(ctx)
         model = _keras_baseline()
         model.set_weights([given[f"keras_{i}"] for i in range(len(model.weights))])
-        ctx.cache["port_expected"] = np.asarray(model(given["X"], training=False), np.float64)
-    return ctx.cache["port_expected"]
+        return np.asarray(model(given["X"], training=False), np.float64)
+    return ctx.cached("port_expected", load)
 
 
 def diagnose_port(state: dict[str, np.ndarray], keras_weights: list[np.ndarray]) -> tuple[str, str] | None:
@@ -145,7 +143,7 @@ def diagnose_port(state: dict[str, np.ndarray], keras_weights: list[np.ndarray])
 
 @registry.check("port", "parity")
 def port_parity(ctx: CheckContext):
-    out, given = ctx.outputs("port"), port_inputs(ctx)
+    out, given = ctx.outputs(probes.port), port_inputs(ctx)
     found = np.asarray(out["logits"], np.float64)
     expected = keras_port_reference(ctx)
     if found.shape != expected.shape:
@@ -155,7 +153,7 @@ def port_parity(ctx: CheckContext):
     diff = max_diff(probabilities, expected)
     if diff <= PARITY_ATOL:
         return f"the ported model matches Keras (max abs diff {diff:.1e} on the probabilities)"
-    diagnosis = diagnose_port(states(out), [given[f"keras_{i}"] for i in range(6)])
+    diagnosis = diagnose_port(out["state"], [given[f"keras_{i}"] for i in range(6)])
     message, hint = diagnosis or ("The ported model's predictions differ from the Keras model's.",
                                   "Dense kernels transpose; Conv2D kernels go HWIO -> OIHW; "
                                   "Flatten after a convolution changes order (NHWC vs NCHW).")
@@ -165,7 +163,7 @@ def port_parity(ctx: CheckContext):
 
 @registry.check("port", "returns_logits")
 def port_returns_logits(ctx: CheckContext):
-    return returns_logits_check(ctx.outputs("port")["logits"], "The ported model")
+    return returns_logits_check(ctx.outputs(probes.port)["logits"], "The ported model")
 
 
 # -- layer_norm --------------------------------------------------------------------------------
@@ -173,7 +171,7 @@ def port_returns_logits(ctx: CheckContext):
 def layer_norm_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("layer_norm")
     dim = int(rng.integers(12, 40))
-    values = {}
+    values: dict[str, object] = {}
     # a: ordinary activations; b: nearly constant rows, where eps decides the result
     for case, shape, spread, eps in (("a", (4, 6, dim), 3.0, 1e-5), ("b", (8, dim), 0.05, 1e-2)):
         values[f"x_{case}"] = (rng.normal(1.0, spread, shape)).astype(np.float32)
@@ -214,7 +212,7 @@ LAYER_NORM_MISTAKES = {
 
 @registry.check("layer_norm", "matches_library")
 def layer_norm_matches_library(ctx: CheckContext):
-    out, given = ctx.outputs("layer_norm"), layer_norm_inputs(ctx)
+    out, given = ctx.outputs(probes.layer_norm), layer_norm_inputs(ctx)
     for case in ("a", "b"):
         variants = layer_norm_variants(*(given[f"{k}_{case}"] for k in ("x", "weight", "bias", "eps")))
         found, expected = out[f"out_{case}"], variants["reference"]
@@ -236,7 +234,7 @@ def layer_norm_matches_library(ctx: CheckContext):
 
 @registry.check("layer_norm", "from_tensor_ops")
 def layer_norm_from_tensor_ops(ctx: CheckContext):
-    calls = ctx.outputs("layer_norm")["calls"]
+    calls = ctx.outputs(probes.layer_norm)["calls"]
     library = sorted(c for c in calls if any(c.endswith(f".{name}") or c.endswith(name) for name in NORM_FUNCTIONS))
     if library:
         raise CheckFailed("layer_norm calls torch's own normalisation instead of computing it from tensor operations.",
@@ -259,8 +257,8 @@ def silu_reference(x, grad_output) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x * s, grad_output * derivative, derivative
 
 
-def _silu_outputs(ctx: CheckContext) -> dict:
-    out = ctx.outputs("silu")
+def _silu_outputs(ctx: CheckContext) -> Outputs:
+    out = ctx.outputs(probes.silu)
     if not out.get("is_function"):
         raise CheckFailed("SiLUFunction is not a torch.autograd.Function.",
                           expected="class SiLUFunction(torch.autograd.Function) with forward(ctx, x) and "
@@ -273,9 +271,7 @@ def _silu_outputs(ctx: CheckContext) -> dict:
 def silu_forward(ctx: CheckContext):
     out, given = _silu_outputs(ctx), silu_inputs(ctx)
     expected, _, _ = silu_reference(given["x"], given["grad_output"])
-    if not close(out["y"], expected, GRAD_ATOL):
-        raise CheckFailed("SiLUFunction's forward is not x * sigmoid(x).", expected="x * torch.sigmoid(x)",
-                          found=f"max abs diff {max_diff(out['y'], expected):.3g}")
+    expect_close(out["y"], expected, "SiLUFunction's forward", GRAD_ATOL, mistake="SiLUFunction's forward is not x * sigmoid(x).")
     return "forward is x * sigmoid(x)"
 
 
@@ -322,7 +318,7 @@ def block_reference(given: dict, residual=True) -> np.ndarray:
     """x + fc2(silu(fc1(layer_norm(x)))) built from torch's own layers."""
     torch = _torch()
     F = torch.nn.functional
-    w = {k[len("block."):]: torch.from_numpy(v) for k, v in given.items() if k.startswith("block.")}
+    w = {k: torch.from_numpy(v) for k, v in given["block"].items()}
     x = torch.from_numpy(given["x"])
     h = F.layer_norm(x, (x.shape[-1],), w["norm.weight"], w["norm.bias"], 1e-5)
     h = F.linear(F.silu(F.linear(h, w["fc1.weight"], w["fc1.bias"])), w["fc2.weight"], w["fc2.bias"])
@@ -331,7 +327,7 @@ def block_reference(given: dict, residual=True) -> np.ndarray:
 
 @registry.check("block", "matches_library")
 def block_matches_library(ctx: CheckContext):
-    found, given = ctx.outputs("block")["out"], block_inputs(ctx)
+    found, given = ctx.outputs(probes.block)["out"], block_inputs(ctx)
     expected = block_reference(given)
     if close(found, expected):
         return "matches the same block built from torch.nn.functional layers"
@@ -358,7 +354,7 @@ def model_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("model", "every_parameter_learns")
 def every_parameter_learns(ctx: CheckContext):
-    gradients = ctx.outputs("model")["gradients"]
+    gradients = ctx.outputs(probes.model)["gradients"]
     if not gradients:
         raise CheckFailed("DigitsNet has no parameters.", hint="Build its layers in __init__, as attributes of self.")
     stuck = [name for name, norm in gradients.items() if norm is None or norm == 0.0]
@@ -373,7 +369,7 @@ def every_parameter_learns(ctx: CheckContext):
 
 @registry.check("model", "returns_logits")
 def model_returns_logits(ctx: CheckContext):
-    return returns_logits_check(ctx.outputs("model")["logits"], "DigitsNet")
+    return returns_logits_check(ctx.outputs(probes.model)["logits"], "DigitsNet")
 
 
 # -- loader ------------------------------------------------------------------------------------
@@ -385,7 +381,7 @@ def loader_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("loader", "reproducible")
 def loader_reproducible(ctx: CheckContext):
-    out = ctx.outputs("loader")
+    out = ctx.outputs(probes.loader)
     if not np.array_equal(out["first"], out["same_seed"]):
         raise CheckFailed("Two loaders made with the same seed give different orders: the run is not reproducible.",
                           hint="Shuffle with a generator seeded by `seed`: DataLoader(..., shuffle=True, "
@@ -398,7 +394,7 @@ def loader_reproducible(ctx: CheckContext):
 
 @registry.check("loader", "shuffles_every_row")
 def loader_shuffles_every_row(ctx: CheckContext):
-    out, given = ctx.outputs("loader"), loader_inputs(ctx)
+    out, given = ctx.outputs(probes.loader), loader_inputs(ctx)
     n, size = given["n"], given["batch_size"]
     rows = np.arange(n)
     for name in ("first", "second_epoch"):
@@ -460,9 +456,9 @@ def replay_epoch(given: dict, skipped: frozenset = frozenset()):
 def identify_loop(ctx: CheckContext):
     """Which reference steps the learner's loop leaves out: the smallest set whose replay gives the same
     weights, or None when no combination of the known mistakes does."""
-    if "loop" not in ctx.cache:
-        out, given = ctx.outputs("train_epoch"), train_epoch_inputs(ctx)
-        found = states(out)
+    def load():
+        out, given = ctx.outputs(probes.train_epoch), train_epoch_inputs(ctx)
+        found = out["state"]
         match = None
         for count in range(len(LOOP_STEPS) + 1):
             for skipped in itertools.combinations(LOOP_STEPS, count):
@@ -472,8 +468,8 @@ def identify_loop(ctx: CheckContext):
                     break
             if match:
                 break
-        ctx.cache["loop"] = match
-    return ctx.cache["loop"]
+        return match
+    return ctx.cached("loop", load)
 
 
 LOOP_MISTAKES = {
@@ -517,10 +513,10 @@ for _step in LOOP_STEPS:
 
 @registry.check("train_epoch", "returns_mean_loss")
 def returns_mean_loss(ctx: CheckContext):
-    returned = float(ctx.outputs("train_epoch")["returned"])
+    returned = float(ctx.outputs(probes.train_epoch)["returned"])
     match = identify_loop(ctx)
     _, loss, _ = match if match else replay_epoch(train_epoch_inputs(ctx))
-    if not abs(returned - loss) <= 1e-5 * max(1.0, abs(loss)):
+    if not close(returned, loss):
         raise CheckFailed("train_epoch must return the mean of the batch losses.", expected=f"{loss:.6f}",
                           found=f"{returned:.6f}", hint="Sum loss.item() over the batches and divide by their number.")
     return f"returns the epoch's mean loss ({returned:.4f})"
@@ -539,28 +535,25 @@ def predict_inputs(ctx: CheckContext) -> dict:
 def predict_reference(given: dict) -> np.ndarray:
     torch = _torch()
     net = models.bn_net(dropout=0.5)
-    net.load_state_dict({k[len("net."):]: torch.from_numpy(v) for k, v in given.items() if k.startswith("net.")})
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in given["net"].items()})
     with torch.no_grad():
         return net.eval()(torch.from_numpy(given["X"])).numpy()
 
 
 @registry.check("predict", "eval_mode")
 def predict_eval_mode(ctx: CheckContext):
-    found, given = ctx.outputs("predict")["logits"], predict_inputs(ctx)
+    found, given = ctx.outputs(probes.predict)["logits"], predict_inputs(ctx)
     expected = predict_reference(given)
-    if np.shape(found) != expected.shape:
-        raise CheckFailed("predict returns the wrong shape.", expected=str(expected.shape), found=describe_array(found))
-    if not close(found, expected):
-        raise CheckFailed("The predictions are not the model's eval-mode outputs: the model was left in train mode, "
-                          "so dropout drops units and batch norm uses the batch's own statistics.",
-                          expected="model.eval() outputs", found=f"max abs diff {max_diff(found, expected):.3g}",
-                          hint="Call model.eval() before predicting (and model.train() again before training).")
+    expect_close(found, expected, "predict's outputs",
+                 mistake="The predictions are not the model's eval-mode outputs: the model was left in train mode, "
+                         "so dropout drops units and batch norm uses the batch's own statistics.",
+                 hint="Call model.eval() before predicting (and model.train() again before training).")
     return "eval-mode predictions (no dropout, running batch-norm statistics)"
 
 
 @registry.check("predict", "no_grad")
 def predict_no_grad(ctx: CheckContext):
-    if ctx.outputs("predict")["requires_grad"]:
+    if ctx.outputs(probes.predict)["requires_grad"]:
         raise CheckFailed("predict builds an autograd graph it never uses: its output requires grad.",
                           expected="requires_grad=False", found="requires_grad=True",
                           hint="Decorate it with @torch.no_grad() (or use torch.inference_mode()).")
@@ -570,7 +563,7 @@ def predict_no_grad(ctx: CheckContext):
 # -- fit ---------------------------------------------------------------------------------------
 @registry.check("fit", "curves")
 def fit_curves(ctx: CheckContext):
-    history = ctx.outputs("fit")["history"]
+    history = ctx.outputs(probes.fit)["history"]
     missing = [k for k in ("train_loss", "val_accuracy", "lr") if k not in history]
     if missing:
         raise CheckFailed(f"history lacks {', '.join(missing)}.", found=str(sorted(history)),
@@ -659,11 +652,10 @@ def device_parity(ctx: CheckContext, device: str) -> str:
     X, _ = holdout_digits()
     on_cpu = run_program(ctx, X)
     moved = run_program(ctx, X, device=device)
-    atol = 1e-4  # GPU kernels may sum in another order (and use TF32 where it is enabled)
-    if not close(moved, on_cpu, atol):
-        raise CheckFailed(f"{PROGRAM_FILE} gives other outputs on {device}.", expected=f"max abs diff <= {atol:g}",
-                          found=f"max abs diff {max_diff(moved, on_cpu):.3g}")
-    return f"the same outputs on {device} (max abs diff {max_diff(moved, on_cpu):.1e})"
+    # 1e-4: GPU kernels may sum in another order (and use TF32 where it is enabled)
+    diff = expect_close(moved, on_cpu, f"{PROGRAM_FILE} on {device}", 1e-4,
+                        mistake=f"{PROGRAM_FILE} gives other outputs on {device}.")
+    return f"the same outputs on {device} (max abs diff {diff:.1e})"
 
 
 @registry.check("save", "gpu_parity")
@@ -692,8 +684,8 @@ def hooks_reference(given: dict, tag: str) -> dict[str, dict[str, float]]:
     """Each leaf module's output statistics, recorded here with the grader's own hooks."""
     torch = _torch()
     net = models.relu_mlp(HOOK_WIDTHS)
-    net.load_state_dict({k[len(tag) + 1:]: torch.from_numpy(v) for k, v in given.items() if k.startswith(tag + ".")})
-    stats = {}
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in given[tag].items()})
+    stats: dict[str, dict[str, float]] = {}
     for name, module in net.named_children():
         module.register_forward_hook(lambda m, i, o, name=name: stats.__setitem__(name, {
             "mean": o.mean().item(), "std": o.std().item(), "zero_fraction": (o == 0).float().mean().item()}))
@@ -708,7 +700,7 @@ def first_dead(stats: dict) -> str:
 
 @registry.check("hooks", "stats_match")
 def hooks_stats_match(ctx: CheckContext):
-    found, expected = ctx.outputs("hooks")["stats"], hooks_reference(hooks_inputs(ctx), "public")
+    found, expected = ctx.outputs(probes.hooks)["stats"], hooks_reference(hooks_inputs(ctx), "public")
     missing = [name for name in expected if name not in found]
     if missing:
         raise CheckFailed(f"activation_stats has no entry for: {', '.join(missing)}.",
@@ -727,7 +719,7 @@ def hooks_stats_match(ctx: CheckContext):
 
 @registry.check("hooks", "hooks_removed")
 def hooks_removed(ctx: CheckContext):
-    left = ctx.outputs("hooks")["hooks_left"]
+    left = ctx.outputs(probes.hooks)["hooks_left"]
     if left:
         raise CheckFailed(f"activation_stats leaves {left} hook(s) registered: every later forward pass still runs "
                           "them (slower, and they keep activations alive).", expected="0 hooks after the call",
@@ -739,7 +731,7 @@ def hooks_removed(ctx: CheckContext):
 def _dead_layer_check(tag: str):
     def check(ctx: CheckContext):
         expected = first_dead(hooks_reference(hooks_inputs(ctx), tag))
-        found = ctx.outputs("hooks")[f"dead_{tag}"]
+        found = ctx.outputs(probes.hooks)[f"dead_{tag}"]
         if found != expected:
             raise CheckFailed("find_dead_layer names the wrong layer." if found else "find_dead_layer found no dead layer.",
                               expected=f"'{expected}' (the first module whose output is all zeros)", found=repr(found),
@@ -771,7 +763,7 @@ def abstain_reference(logits, threshold) -> np.ndarray:
 
 @registry.check("branch", "matches_eager")
 def branch_matches_eager(ctx: CheckContext):
-    out, given = ctx.outputs("branch"), branch_inputs(ctx)
+    out, given = ctx.outputs(probes.branch), branch_inputs(ctx)
     expected, found = abstain_reference(given["logits"], given["threshold"]), np.asarray(out["eager"])
     if found.shape != expected.shape or not np.array_equal(found, expected):
         wrong = int((found != expected).sum()) if found.shape == expected.shape else len(expected)
@@ -786,7 +778,7 @@ def branch_matches_eager(ctx: CheckContext):
 
 @registry.check("branch", "exports")
 def branch_exports(ctx: CheckContext):
-    out, given = ctx.outputs("branch"), branch_inputs(ctx)
+    out, given = ctx.outputs(probes.branch), branch_inputs(ctx)
     if "export_error" in out:
         data_dependent = any(w in out["export_error"] for w in ("data-dependent", "DataDependent", "GuardOn"))
         raise CheckFailed("torch.export could not export Abstain" + (

@@ -16,9 +16,10 @@ from graders.checks import (
     Registry,
     describe_array,
 )
-from graders.checks.compare import close, looks_like_probabilities, max_diff, softmax
+from graders.checks.compare import close, expect_close, looks_like_probabilities, softmax
 from graders.data import holdout_digits
 from polyglot_lab import models
+from polyglot_lab.probes import m03_onnx_export as probes
 
 registry = Registry("03_onnx_export")
 FLOAT_FILE = "digits.onnx"
@@ -42,7 +43,7 @@ def load_onnx(ctx: CheckContext, name: str, exercise: str) -> dict:
     """The learner's ONNX file as the checker read it (ops.onnx_graph: external data, the full checker's verdict,
     inputs, outputs, nodes, small constants, bytes), or a CheckFailed that names what is wrong."""
     key = f"onnx:{name}"
-    if key not in ctx.cache:
+    def load():
         path = ctx.artifact(name, exercise, hint=ARTIFACT_HINTS.get(name))
         graph = ctx.run("onnx_graph", f"{name} is not an ONNX model", path=path)
         missing = list(graph.get("missing") or [])
@@ -51,8 +52,8 @@ def load_onnx(ctx: CheckContext, name: str, exercise: str) -> dict:
                               expected=f"{missing[0]} in the same folder as {name}", found="no such file",
                               hint="Keep the .onnx.data file next to the .onnx file (they travel together), or "
                                    "export with external_data=False to get one self-contained file.")
-        ctx.cache[key] = graph
-    return ctx.cache[key]
+        return graph
+    return ctx.cached(key, load)
 
 
 def data_files(ctx: CheckContext, name: str, exercise: str) -> list[str]:
@@ -84,10 +85,10 @@ class CheckerSession:
 
 def onnx_session(ctx: CheckContext, name: str, exercise: str, providers=CPU) -> CheckerSession:
     key = f"session:{name}:{','.join(providers)}"
-    if key not in ctx.cache:
+    def load():
         load_onnx(ctx, name, exercise)  # names a missing .data file before ONNX Runtime trips on it
-        ctx.cache[key] = CheckerSession(ctx, ctx.workdir / name, name, providers)
-    return ctx.cache[key]
+        return CheckerSession(ctx, ctx.workdir / name, name, providers)
+    return ctx.cached(key, load)
 
 
 def run_session(session, X: np.ndarray, name: str) -> np.ndarray:
@@ -116,7 +117,7 @@ def run_session(session, X: np.ndarray, name: str) -> np.ndarray:
 def torch_reference(ctx: CheckContext):
     """Module 02's DigitsNet with the weights the notebook saved (read by the checker, rebuilt here from plain
     arrays): the PyTorch side of every parity check."""
-    if "reference" not in ctx.cache:
+    def load():
         import torch
 
         path = ctx.artifact(STATE_FILE, "export", hint=ARTIFACT_HINTS[STATE_FILE])
@@ -130,8 +131,8 @@ def torch_reference(ctx: CheckContext):
         except Exception as exc:  # noqa: BLE001
             raise CheckFailed(f"{STATE_FILE} does not hold DigitsNet's state dict: {type(exc).__name__}: "
                               f"{str(exc)[:200]}", hint=hint) from None
-        ctx.cache["reference"] = model.eval()
-    return ctx.cache["reference"]
+        return model.eval()
+    return ctx.cached("reference", load)
 
 
 def reference_logits(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
@@ -223,19 +224,15 @@ def export_parity(ctx: CheckContext):
             raise CheckFailed("The ONNX model outputs probabilities where logits were asked: a softmax was added to "
                               "the graph.", expected="the model's logits", found="rows that sum to 1",
                               hint="Export the model itself; apply softmax where probabilities are needed.")
-        if not close(found, expected):
-            raise CheckFailed(f"ONNX Runtime's outputs differ from PyTorch's at batch size {size}.",
-                              expected="max abs diff <= 1e-05 (relative to the logits' scale)",
-                              found=f"max abs diff {max_diff(found, expected):.3g}",
-                              hint="Export the trained model in eval mode; do not change it between saving "
-                                   f"{STATE_FILE} and exporting.")
-        worst = max(worst, max_diff(found, expected))
+        worst = max(worst, expect_close(
+            found, expected, "ONNX Runtime's outputs", mistake=f"ONNX Runtime's outputs differ from PyTorch's at batch size {size}.",
+            hint=f"Export the trained model in eval mode; do not change it between saving {STATE_FILE} and exporting."))
     return f"ONNX Runtime matches PyTorch at three batch sizes (max abs diff {worst:.1e})"
 
 
 @registry.check("export", "external_data_choice")
 def export_external_data_choice(ctx: CheckContext):
-    declared = bool(ctx.outputs("export")["external_data"])
+    declared = bool(ctx.outputs(probes.export)["external_data"])
     used = data_files(ctx, FLOAT_FILE, "export")
     if declared and not used:
         raise CheckFailed("EXTERNAL_DATA is True, but digits.onnx holds its weights itself.",
@@ -277,18 +274,17 @@ def grader_model(ctx: CheckContext, broken: bool = False):
     return model
 
 
-def as_bytes(model) -> np.ndarray:
-    return np.frombuffer(model.SerializeToString(), dtype=np.uint8).copy()
 
 
 @registry.inputs("validate")
 def validate_inputs(ctx: CheckContext) -> dict:
-    return {"good_bytes": as_bytes(grader_model(ctx)), "broken_bytes": as_bytes(grader_model(ctx, broken=True))}
+    return {"good.onnx": grader_model(ctx).SerializeToString(),
+            "broken.onnx": grader_model(ctx, broken=True).SerializeToString()}
 
 
 @registry.check("validate", "catches_invalid")
 def validate_catches_invalid(ctx: CheckContext):
-    error = ctx.outputs("validate")["broken_error"]
+    error = ctx.outputs(probes.validate)["broken_error"]
     if error is None:
         raise CheckFailed("validate_onnx accepted a model with a type error (an int64 bias added to float "
                           "activations): the plain checker does not run shape inference.",
@@ -302,7 +298,7 @@ def validate_shapes_inferred(ctx: CheckContext):
     import onnx
 
     expected = sorted(v.name for v in onnx.shape_inference.infer_shapes(grader_model(ctx)).graph.value_info)
-    found = ctx.outputs("validate")["value_info"]
+    found = ctx.outputs(probes.validate)["value_info"]
     if found != expected:
         raise CheckFailed("validate_onnx does not return the model with its intermediate shapes inferred.",
                           expected=f"value_info for {len(expected)} intermediate tensors",
@@ -314,7 +310,7 @@ def validate_shapes_inferred(ctx: CheckContext):
 # -- inspect -----------------------------------------------------------------------------------
 @registry.inputs("inspect")
 def inspect_inputs(ctx: CheckContext) -> dict:
-    return {"good_bytes": as_bytes(grader_model(ctx))}
+    return {"good.onnx": grader_model(ctx).SerializeToString()}
 
 
 def inspect_reference(model) -> dict:
@@ -330,7 +326,7 @@ def inspect_reference(model) -> dict:
 
 @registry.check("inspect", "matches")
 def inspect_matches(ctx: CheckContext):
-    found, expected = ctx.outputs("inspect")["report"], inspect_reference(grader_model(ctx))
+    found, expected = ctx.outputs(probes.inspect)["report"], inspect_reference(grader_model(ctx))
     for key in ("opset", "inputs", "outputs", "ops"):
         if found.get(key) != expected[key]:
             raise CheckFailed(f"inspect_onnx's '{key}' is wrong for a model of the grader's.",
@@ -347,7 +343,7 @@ def inspect_matches(ctx: CheckContext):
 def runtime_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("runtime")
     n_in = grader_model(ctx).graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    return {"good_bytes": as_bytes(grader_model(ctx)), "threads": int(rng.integers(1, 4)),
+    return {"good.onnx": grader_model(ctx).SerializeToString(), "threads": int(rng.integers(1, 4)),
             "X": rng.normal(size=(int(rng.integers(3, 20)), n_in)).astype(np.float32)}
 
 
@@ -359,7 +355,7 @@ def expected_providers(device: str) -> list[str]:
 
 @registry.check("runtime", "explicit_providers")
 def runtime_explicit_providers(ctx: CheckContext):
-    out = ctx.outputs("runtime")
+    out = ctx.outputs(probes.runtime)
     if not out["providers_given"]:
         raise CheckFailed("make_session leaves the choice of execution providers to ONNX Runtime.",
                           expected="providers=[...] passed explicitly", found="no providers argument",
@@ -374,7 +370,7 @@ def runtime_explicit_providers(ctx: CheckContext):
 
 @registry.check("runtime", "threads")
 def runtime_threads(ctx: CheckContext):
-    found, wanted = ctx.outputs("runtime")["intra_op_threads"], runtime_inputs(ctx)["threads"]
+    found, wanted = ctx.outputs(probes.runtime)["intra_op_threads"], runtime_inputs(ctx)["threads"]
     if found != wanted:
         raise CheckFailed("The session does not use the number of threads asked for.",
                           expected=f"intra_op_num_threads = {wanted}", found=str(found),
@@ -386,15 +382,14 @@ def runtime_threads(ctx: CheckContext):
 def runtime_reference_evaluator(ctx: CheckContext):
     import onnxruntime as ort
 
-    out, given = ctx.outputs("runtime"), runtime_inputs(ctx)
+    out, given = ctx.outputs(probes.runtime), runtime_inputs(ctx)
     if not out["evaluators"]:
         raise CheckFailed("reference_predict does not use onnx.reference.ReferenceEvaluator: it is the second, "
                           "independent oracle.", hint="ReferenceEvaluator(path).run(None, {input_name: X})[0]")
-    session = ort.InferenceSession(as_bytes(grader_model(ctx)).tobytes(), providers=CPU)  # the grader's own model
+    session = ort.InferenceSession(grader_model(ctx).SerializeToString(), providers=CPU)  # the grader's own model
     expected = run_session(session, given["X"], "the grader's model")
-    if not close(out["reference_predictions"], expected):
-        raise CheckFailed("reference_predict's outputs differ from ONNX Runtime's on the grader's model.",
-                          expected="max abs diff <= 1e-05", found=f"max abs diff {max_diff(out['reference_predictions'], expected):.3g}")
+    expect_close(out["reference_predictions"], expected, "reference_predict's outputs",
+                 mistake="reference_predict's outputs differ from ONNX Runtime's on the grader's model.")
     return "ReferenceEvaluator agrees with ONNX Runtime"
 
 
@@ -407,10 +402,9 @@ def runtime_cuda_provider(ctx: CheckContext):
     on_gpu = onnx_session(ctx, FLOAT_FILE, "export", providers=["CUDAExecutionProvider", *CPU])
     X, _ = holdout_digits()
     found, expected = run_session(on_gpu, X, FLOAT_FILE), run_session(onnx_session(ctx, FLOAT_FILE, "export"), X, FLOAT_FILE)
-    if not close(found, expected, 1e-4):
-        raise CheckFailed(f"{FLOAT_FILE} gives other outputs on the CUDA execution provider.",
-                          expected="max abs diff <= 1e-4", found=f"max abs diff {max_diff(found, expected):.3g}")
-    return f"the CUDA execution provider agrees (max abs diff {max_diff(found, expected):.1e})"
+    diff = expect_close(found, expected, f"{FLOAT_FILE} on CUDA", 1e-4,
+                        mistake=f"{FLOAT_FILE} gives other outputs on the CUDA execution provider.")
+    return f"the CUDA execution provider agrees (max abs diff {diff:.1e})"
 
 
 # -- control flow ------------------------------------------------------------------------------
@@ -473,7 +467,7 @@ def median_latency(session: CheckerSession, X: np.ndarray, repeats: int = 30) ->
 
 @registry.check("quantize", "report")
 def quantize_report(ctx: CheckContext):
-    report = ctx.outputs("quantize")["report"]
+    report = ctx.outputs(probes.quantize)["report"]
     missing = [k for k in ("size_ratio", "accuracy_change", "latency_ratio") if not isinstance(report.get(k), float)]
     if missing:
         raise CheckFailed(f"report lacks a number for {', '.join(missing)}.", found=str(report),

@@ -14,9 +14,8 @@ from graders.checks import (
     CheckFailed,
     CheckSkipped,
     Registry,
-    describe_array,
 )
-from graders.checks.compare import close, max_diff
+from graders.checks.compare import close, expect_close, max_diff
 from graders.checks.converter import (
     CONVERTER_FILE,
     check_dynamic_signature,
@@ -34,6 +33,7 @@ from graders.checks.runtimes import (
 )
 from graders.data import holdout_digits
 from polyglot_lab import models
+from polyglot_lab.probes import m04_tensorflow_serving as probes
 
 registry = Registry("04_tensorflow_serving")
 ONNX_FILE, CODEC_FILE = "digits_cnn.onnx", "serving_codec.py"
@@ -148,7 +148,7 @@ def xla_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("xla", "jit_compiled")
 def xla_jit_compiled(ctx: CheckContext):
-    if not ctx.outputs("xla")["jit_compile"]:
+    if not ctx.outputs(probes.xla)["jit_compile"]:
         raise CheckFailed("xla_serve is not compiled with XLA.", expected="tf.function(..., jit_compile=True)",
                           found="jit_compile off")
     return "tf.function(jit_compile=True)"
@@ -156,17 +156,15 @@ def xla_jit_compiled(ctx: CheckContext):
 
 @registry.check("xla", "parity")
 def xla_parity(ctx: CheckContext):
-    found, expected = ctx.outputs("xla")["logits"], reference_logits(ctx, xla_inputs(ctx)["X"])
-    if not close(found, expected):
-        raise CheckFailed("The XLA-compiled function differs from ONNX Runtime.", expected="max abs diff <= 1e-05",
-                          found=f"max abs diff {max_diff(found, expected):.3g}" if np.shape(found) == expected.shape
-                          else describe_array(found))
-    return f"XLA matches ONNX Runtime (max abs diff {max_diff(found, expected):.1e})"
+    found, expected = ctx.outputs(probes.xla)["logits"], reference_logits(ctx, xla_inputs(ctx)["X"])
+    diff = expect_close(found, expected, "The XLA-compiled function's logits",
+                        mistake="The XLA-compiled function differs from ONNX Runtime.")
+    return f"XLA matches ONNX Runtime (max abs diff {diff:.1e})"
 
 
 @registry.check("xla", "report")
 def xla_report(ctx: CheckContext):
-    report = ctx.outputs("xla")["report"]
+    report = ctx.outputs(probes.xla)["report"]
     ratio, diff = report.get("speed_ratio"), report.get("max_abs_diff")
     if ratio is None or diff is None or not (0 < ratio < 1000 and math.isfinite(ratio)) or not 0 <= diff < 1e-3:
         raise CheckFailed("xla_report is missing a number or holds an implausible one.",
@@ -321,7 +319,7 @@ def serve_through_codec(ctx: CheckContext, model_dir: Path, name: str, requests:
 
 def serving_session(ctx: CheckContext) -> dict:
     """Serve the grader's model through the learner's codec, send every request once; the answers, by purpose."""
-    if "serving" not in ctx.cache:
+    def load():
         rng = ctx.rng("serve")
         model_dir = ctx.checker.folder("serve") / "affine"
         W, b = reference_savedmodel(model_dir, rng)
@@ -332,14 +330,14 @@ def serving_session(ctx: CheckContext) -> dict:
         found = serve_through_codec(ctx, model_dir, "digits", requests, [{"json": {"instances": rows.tolist()}} for rows in burst],
                                     hint="serving_codec.py must import on its own and define request_to_tensors and "
                                          "response_from_tensors.")
-        answers = found.get("answers") if isinstance(found.get("answers"), dict) else {}
+        answers: dict = found["answers"] if isinstance(found.get("answers"), dict) else {}
         results = {"rows": http_answer(answers.get("rows")), "columns": http_answer(answers.get("columns")),
                    "bad": {what: http_answer(answers.get(f"bad:{what}")) for what in BAD_REQUESTS},
                    "burst": [http_answer(a) for a in (list(found.get("burst") or []) + [None] * len(burst))[:len(burst)]],
                    "alive": bool(found.get("alive"))}
         results.update(X=X, expected=X @ W + b, burst_inputs=burst, W=W, b=b)
-        ctx.cache["serving"] = results
-    return ctx.cache["serving"]
+        return results
+    return ctx.cached("serving", load)
 
 
 @registry.check("serve", "predictions")
@@ -389,7 +387,7 @@ def serve_burst(ctx: CheckContext):
 # -- compare -------------------------------------------------------------------------------------
 @registry.check("compare", "latency_table")
 def compare_latency_table(ctx: CheckContext):
-    latency = ctx.outputs("compare")["latency"]
+    latency = ctx.outputs(probes.compare)["latency"]
     missing = [r for r in RUNTIMES if r not in latency or sorted(latency[r]) != ["1", "256"]]
     if missing:
         raise CheckFailed(f"latency lacks batch 1 and 256 ratios for: {', '.join(missing)}.", found=str(sorted(latency)),

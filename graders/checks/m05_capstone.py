@@ -17,7 +17,7 @@ from graders.checks import (
     Registry,
     describe_array,
 )
-from graders.checks.compare import max_diff
+from graders.checks.compare import close, expect_close, max_diff
 from graders.checks.converter import (
     CONVERTER_FILE,
     check_dynamic_signature,
@@ -42,6 +42,7 @@ from graders.reference_transformer import (
     torch_model,
 )
 from polyglot_lab.sequences import LENGTHS, first_token_returns
+from polyglot_lab.probes import m05_capstone as probes
 
 registry = Registry("05_capstone")
 KERAS_FILE, PT2_FILE, ONNX_FILE = "capstone.keras", "capstone.pt2", "capstone.onnx"
@@ -77,19 +78,6 @@ def grader_sequences(ctx: CheckContext, salt: str, n: int = 600) -> tuple[np.nda
     """Fresh sequences for this grading run, padded to a length (20..28) the notebook never used."""
     rng = ctx.rng(salt)
     return first_token_returns(n, seed=int(rng.integers(2**31)), pad_to=int(rng.integers(LENGTHS[1] + 4, 29)))
-
-
-def fail_if_not_close(found, expected, atol: float, what: str, hint: str | None = None) -> float:
-    found, expected = np.asarray(found, np.float64), np.asarray(expected, np.float64)
-    if found.shape != expected.shape:
-        raise CheckFailed(f"{what}: the outputs have the wrong shape.", expected=str(expected.shape),
-                          found=describe_array(found), hint=hint)
-    diff = max_diff(found, expected)
-    bar = atol * max(1.0, float(np.abs(expected).max()))
-    if not diff <= bar:
-        raise CheckFailed(f"{what}: the outputs differ.", expected=f"max abs diff <= {bar:.2g}",
-                          found=f"max abs diff {diff:.3g}", hint=hint)
-    return diff
 
 
 # -- loading the artifacts -----------------------------------------------------------------------
@@ -208,10 +196,10 @@ def keras_accuracy(ctx: CheckContext):
 def keras_padding(ctx: CheckContext):
     tokens, _ = grader_sequences(ctx, "padding", n=64)
     short = tokens[:, :LENGTHS[1]]
-    fail_if_not_close(keras_logits(ctx, tokens), keras_logits(ctx, short), 1e-5,
-                      "More padding changes the model's answer: the mask is ignored somewhere, in the attention "
-                      "(keys that are PAD are attended to) or in the pooling (PAD positions are averaged in)",
-                      hint="attention_mask of shape (batch, 1, length), True for real tokens; a masked mean.")
+    expect_close(keras_logits(ctx, tokens), keras_logits(ctx, short),
+                 "More padding changes the model's answer: the mask is ignored somewhere, in the attention "
+                 "(keys that are PAD are attended to) or in the pooling (PAD positions are averaged in)",
+                 hint="attention_mask of shape (batch, 1, length), True for real tokens; a masked mean.")
     return f"padding to {short.shape[1]} or {tokens.shape[1]} gives the same answers"
 
 
@@ -221,7 +209,8 @@ ATTENTION_CASES = {"a": (3, 2, 7, 8, "keys"), "b": (2, 3, 6, 4, "full")}
 
 @registry.inputs("attention")
 def attention_inputs(ctx: CheckContext) -> dict:
-    rng, inputs = ctx.rng("attention"), {}
+    rng = ctx.rng("attention")
+    inputs: dict[str, np.ndarray] = {}
     for case, (batch, heads, length, dim, kind) in ATTENTION_CASES.items():
         for name in "qkv":
             inputs[f"{name}_{case}"] = (2.0 * rng.normal(size=(batch, heads, length, dim))).astype(np.float32)
@@ -237,14 +226,13 @@ def attention_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("attention", "matches_sdpa")
 def attention_matches_sdpa(ctx: CheckContext):
-    found, inputs = ctx.outputs("attention"), attention_inputs(ctx)
+    found, inputs = ctx.outputs(probes.attention), attention_inputs(ctx)
     for case in ATTENTION_CASES:
         variants = attention_variants(*(inputs[f"{n}_{case}"] for n in ("q", "k", "v", "mask")))
         got = np.asarray(found[f"out_{case}"], np.float64)
-        if got.shape == variants["right"].shape and max_diff(got, variants["right"]) <= 1e-5:
+        if close(got, variants["right"]):
             continue
-        mistake = next((name for name, out in variants.items() if name != "right" and got.shape == out.shape
-                        and np.allclose(got, out, rtol=0, atol=1e-4, equal_nan=True)), None)
+        mistake = next((name for name, out in variants.items() if name != "right" and close(got, out, 1e-4)), None)
         what = f"Attention is computed with a mistake: {mistake}." if mistake else "Attention differs from scaled dot-product attention."
         raise CheckFailed(what, expected="softmax(q k^T / sqrt(head_dim), masked) v, max abs diff <= 1e-05",
                           found=f"max abs diff {max_diff(got, variants['right']):.3g}" if got.shape == variants["right"].shape
@@ -254,7 +242,7 @@ def attention_matches_sdpa(ctx: CheckContext):
 
 @registry.check("attention", "from_tensors")
 def attention_from_tensors(ctx: CheckContext):
-    used = [c for c in ctx.outputs("attention")["calls"] if "attention" in c]
+    used = [c for c in ctx.outputs(probes.attention)["calls"] if "attention" in c]
     if used:
         raise CheckFailed(f"attention calls torch's own attention ({', '.join(used)}): write it from tensors.",
                           hint="q @ k.transpose(-2, -1), masked_fill, softmax, @ v")
@@ -281,12 +269,12 @@ def port_tokens(ctx: CheckContext, case: str) -> np.ndarray:
 
 @registry.inputs("port")
 def port_inputs(ctx: CheckContext) -> dict:
-    inputs = {}
+    inputs: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="polyglot-port-") as scratch:
         for case in ("a", "b"):
             path = Path(scratch) / f"{case}.keras"
             grader_keras(ctx, case).save(path)
-            inputs[f"keras_{case}_bytes"] = np.frombuffer(path.read_bytes(), np.uint8)
+            inputs[f"grader_{case}.keras"] = path.read_bytes()
             inputs[f"tokens_{case}"] = port_tokens(ctx, case)
     return inputs
 
@@ -311,14 +299,13 @@ def diagnose_port(model, state: dict) -> str | None:
 
 
 def check_port(ctx: CheckContext, case: str) -> str:
-    found = ctx.outputs("port")
+    found = ctx.outputs(probes.port)
     model, tokens = grader_keras(ctx, case), port_tokens(ctx, case)
     expected = np.asarray(model.predict(tokens, verbose=0), np.float64)
     got = np.asarray(found[f"logits_{case}"], np.float64)
-    if got.shape == expected.shape and max_diff(got, expected) <= 1e-5 * max(1.0, float(np.abs(expected).max())):
+    if close(got, expected):
         return f"matches Keras (max abs diff {max_diff(got, expected):.1e}) on tokens of shape {tokens.shape}"
-    prefix = f"state_{case}."
-    why = diagnose_port(model, {k[len(prefix):]: v for k, v in found.items() if k.startswith(prefix)})
+    why = diagnose_port(model, found[f"state_{case}"])
     sizes = "" if case == "a" else f" (a model of other sizes: {OTHER_DIMS})"
     raise CheckFailed(f"The ported model differs from Keras{sizes}: {why}.",
                       expected="max abs diff <= 1e-05", found=f"max abs diff {max_diff(got, expected):.3g}"
@@ -354,17 +341,17 @@ def export_dynamic_axes(ctx: CheckContext):
 @registry.check("export", "onnx_parity")
 def export_onnx_parity(ctx: CheckContext):
     tokens = export_tokens(ctx)
-    diff = fail_if_not_close(onnx_logits(ctx, tokens), keras_logits(ctx, tokens), 1e-5,
-                             f"{ONNX_FILE} in ONNX Runtime against {KERAS_FILE}",
-                             hint="Export the model that holds the Keras weights, in eval mode.")
+    diff = expect_close(onnx_logits(ctx, tokens), keras_logits(ctx, tokens),
+                        f"{ONNX_FILE} in ONNX Runtime against {KERAS_FILE}",
+                        hint="Export the model that holds the Keras weights, in eval mode.")
     return f"matches Keras on tokens of shape {tokens.shape} (max abs diff {diff:.1e})"
 
 
 @registry.check("export", "pt2_parity")
 def export_pt2_parity(ctx: CheckContext):
     tokens = export_tokens(ctx)
-    diff = fail_if_not_close(pt2_logits(ctx, tokens), keras_logits(ctx, tokens), 1e-5,
-                             f"{PT2_FILE} against {KERAS_FILE}", hint="Export the model that holds the Keras weights.")
+    diff = expect_close(pt2_logits(ctx, tokens), keras_logits(ctx, tokens),
+                        f"{PT2_FILE} against {KERAS_FILE}", hint="Export the model that holds the Keras weights.")
     return f"matches Keras on tokens of shape {tokens.shape} (max abs diff {diff:.1e})"
 
 
@@ -458,18 +445,18 @@ def saved_model_signature(ctx: CheckContext):
 def saved_model_parity(ctx: CheckContext):
     tokens = export_tokens(ctx)
     expected = onnx_logits(ctx, tokens)
-    plain = fail_if_not_close(savedmodel_logits(ctx, tokens), expected, 1e-5, f"{SAVEDMODEL_DIR} against ONNX Runtime")
-    xla = fail_if_not_close(savedmodel_logits(ctx, tokens, xla=True), expected, 1e-5,
-                            f"{SAVEDMODEL_DIR} compiled with XLA against ONNX Runtime")
+    plain = expect_close(savedmodel_logits(ctx, tokens), expected, f"{SAVEDMODEL_DIR} against ONNX Runtime")
+    xla = expect_close(savedmodel_logits(ctx, tokens, xla=True), expected,
+                       f"{SAVEDMODEL_DIR} compiled with XLA against ONNX Runtime")
     return f"matches ONNX Runtime on tokens of shape {tokens.shape}: {plain:.1e}, with XLA {xla:.1e}"
 
 
 @registry.check("saved_model", "litert_parity")
 def saved_model_litert_parity(ctx: CheckContext):
     tokens = export_tokens(ctx)
-    diff = fail_if_not_close(litert_logits(ctx, tokens), onnx_logits(ctx, tokens), TOLERANCE["litert"],
-                             f"{TFLITE_FILE} in LiteRT against ONNX Runtime",
-                             hint="Convert the float model (no optimizations) from the SavedModel.")
+    diff = expect_close(litert_logits(ctx, tokens), onnx_logits(ctx, tokens),
+                        f"{TFLITE_FILE} in LiteRT against ONNX Runtime", TOLERANCE["litert"],
+                        hint="Convert the float model (no optimizations) from the SavedModel.")
     return f"matches ONNX Runtime on tokens of shape {tokens.shape} (max abs diff {diff:.1e})"
 
 
@@ -478,8 +465,8 @@ def saved_model_gpu_parity(ctx: CheckContext):
     if not tensorflow_sees_a_gpu(ctx):
         raise CheckSkipped("TensorFlow sees no GPU here")
     tokens = export_tokens(ctx)
-    diff = fail_if_not_close(savedmodel_logits(ctx, tokens, device="/GPU:0"), savedmodel_logits(ctx, tokens), 1e-4,
-                             "The SavedModel on the GPU against the CPU")
+    diff = expect_close(savedmodel_logits(ctx, tokens, device="/GPU:0"), savedmodel_logits(ctx, tokens),
+                        "The SavedModel on the GPU against the CPU", 1e-4)
     return f"the same outputs on the GPU (max abs diff {diff:.1e})"
 
 
@@ -498,13 +485,13 @@ def serve_predictions(ctx: CheckContext):
                                      "response_from_tensors.")
     answers = {key: http_answer((found.get("answers") or {}).get(key)) for key in ("predictions", "outputs")}
     for key, answer in answers.items():
-        found = answer["json"].get(key) if isinstance(answer["json"], dict) else None
-        if answer["status"] != 200 or found is None:
+        value = answer["json"].get(key) if isinstance(answer["json"], dict) else None
+        if answer["status"] != 200 or value is None:
             raise CheckFailed(f"A {'row' if key == 'predictions' else 'columnar'} request of token ids did not get "
                               f"the model's answer under '{key}'.", expected=f"200 and '{key}'",
                               found=f"{answer['status']}: {str(answer['json'])[:200]}", hint=CODEC_FILE + ": "
                               "read the dtype (int64) and shape ([None, None]) from `inputs`.")
-        fail_if_not_close(found, expected, 1e-5, f"The '{key}' served")
+        expect_close(value, expected, f"The '{key}' served")
     return f"rows and columns of {len(tokens)} sequences answered with the model's logits"
 
 
@@ -547,7 +534,7 @@ def compare_with_grader(found: dict[tuple[str, str], float], what: str, ctx: Che
 
 
 def parity_outputs(ctx: CheckContext) -> tuple[list, dict, dict]:
-    parity = ctx.outputs("parity")["parity"]
+    parity = ctx.outputs(probes.parity)["parity"]
     runtimes = parity["runtimes"]
     missing = [r for r in RUNTIMES if r not in runtimes]
     shapes = {key: np.shape(parity[key]) for key in ("max_abs", "max_rel")}
@@ -600,7 +587,8 @@ def report_sections(ctx: CheckContext) -> dict[str, str]:
     """The report's text under each '## ' heading, keyed by the heading in lower case."""
     with ctx.artifact(REPORT_FILE, "report", hint=HINTS[REPORT_FILE]).open("rb") as report:
         text = report.read(REPORT_BYTES).decode("utf-8", errors="replace")  # a report, not a dump: the rest is unread
-    sections, heading = {}, None
+    sections: dict[str, str] = {}
+    heading = None
     for line in text.splitlines():
         if re.match(r"##(?!#)", line.strip()):
             heading = line.strip().lstrip("#").strip().lower()

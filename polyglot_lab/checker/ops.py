@@ -149,8 +149,10 @@ def _session(path: str, providers: list[str]):
 
 def ort_info(path: str, providers: list[str] = ("CPUExecutionProvider",)) -> dict:
     session = _session(path, list(providers))
-    describe = lambda args: [{"name": a.name, "shape": [d if isinstance(d, int) else None for d in a.shape], "type": a.type}
-                             for a in args]
+    def describe(args):
+        return [{"name": a.name, "shape": [d if isinstance(d, int) else None for d in a.shape], "type": a.type}
+                for a in args]
+
     return {"inputs": describe(session.get_inputs()), "outputs": describe(session.get_outputs()),
             "providers": session.get_providers()}
 

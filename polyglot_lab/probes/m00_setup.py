@@ -3,13 +3,15 @@ import random
 
 import numpy as np
 
-from polyglot_lab.probe import need
+from polyglot_lab.probe import ARRAYS, VALUE, need, probe
 
 
+@probe(versions=VALUE)
 def versions(ns, io):
     io.save(versions={str(k): str(v) for k, v in dict(need(ns, "versions")).items()})
 
 
+@probe(devices=VALUE, picked=VALUE)
 def devices(ns, io):
     found = need(ns, "detect_devices")()
     io.save(devices={str(k): [str(d) for d in v] for k, v in dict(found).items()},
@@ -29,6 +31,7 @@ def draws() -> dict:
     }
 
 
+@probe(first=ARRAYS, again=ARRAYS, other=ARRAYS, torch_deterministic=VALUE, tensorflow_deterministic=VALUE)
 def seeding(ns, io):
     import torch
     from tensorflow.python.framework import config as tf_config
@@ -38,12 +41,13 @@ def seeding(ns, io):
     runs = {}
     for label, s in (("first", seed), ("again", seed), ("other", other_seed)):
         seed_everything(s)
-        runs.update({f"{label}_{gen}": values for gen, values in draws().items()})
+        runs[label] = draws()  # {generator: four draws}
     io.save(**runs,
             torch_deterministic=bool(torch.are_deterministic_algorithms_enabled()),
             tensorflow_deterministic=bool(tf_config.is_op_determinism_enabled()))
 
 
+@probe(torch_threads=VALUE, options_type=VALUE, intra_op_num_threads=VALUE, inter_op_num_threads=VALUE)
 def threads(ns, io):
     import torch
 

@@ -1,9 +1,10 @@
 """Probes for module 01 (Keras prototype)."""
 import numpy as np
 
-from polyglot_lab.probe import need
+from polyglot_lab.probe import ARRAY, FILE, VALUE, need, probe
 
 
+@probe(X_train=ARRAY, X_test=ARRAY, y_train=ARRAY, y_test=ARRAY)
 def split(ns, io):
     inputs = io.inputs
     result = need(ns, "prepare_data")(inputs["X"], inputs["y"], int(inputs["seed"]))
@@ -11,14 +12,12 @@ def split(ns, io):
         raise TypeError("prepare_data must return 5 values (X_train, X_test, y_train, y_test, scaler), "
                         f"it returned {type(result).__name__}"
                         + (f" of length {len(result)}" if hasattr(result, "__len__") else ""))
-    X_train, X_test, y_train, y_test, scaler = result
+    X_train, X_test, y_train, y_test, _scaler = result
     io.save(X_train=np.asarray(X_train), X_test=np.asarray(X_test),
             y_train=np.asarray(y_train), y_test=np.asarray(y_test))
-    for attribute in ("mean_", "var_"):
-        if hasattr(scaler, attribute):
-            io.save(**{f"scaler_{attribute.rstrip('_')}": np.asarray(getattr(scaler, attribute))})
 
 
+@probe(**{"model.keras": FILE})
 def model(ns, io):
     built = need(ns, "build_model")()
     if not hasattr(built, "save"):
@@ -34,6 +33,7 @@ def _describe_loss(loss):
     return {"name": name, "from_logits": config.get("from_logits", getattr(loss, "from_logits", None))}
 
 
+@probe(loss=VALUE, callbacks=VALUE, history=VALUE)
 def train(ns, io):
     trained, history, callbacks = need(ns, "model"), need(ns, "history"), need(ns, "callbacks")
     io.save(
@@ -46,6 +46,7 @@ def train(ns, io):
     )
 
 
+@probe(lines=VALUE, n_axes=VALUE)
 def plot(ns, io):
     import matplotlib.pyplot as plt
 
@@ -58,6 +59,7 @@ def plot(ns, io):
     plt.close(figure)
 
 
+@probe(torch_predictions=ARRAY)
 def backends(ns, io):
     inputs = io.inputs
     predictions = need(ns, "predict_under_backend")(str(inputs["path"]), "torch", inputs["X"])

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from polyglot_lab import models
-from polyglot_lab.probe import need
+from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe
 
 
 def _tensor(array) -> torch.Tensor:
@@ -17,13 +17,13 @@ def _module(obj, made_by: str) -> torch.nn.Module:
 
 
 def _state(module: torch.nn.Module) -> dict:
-    """The module's state dict as probe outputs named state.<key>."""
-    return {f"state.{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    """The module's state dict as arrays (an ARRAYS output)."""
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
 
 
-def _weights(inputs: dict, prefix: str) -> dict:
-    """The grader's weights for a model, passed as inputs named <prefix>.<state-dict key>."""
-    return {k[len(prefix) + 1:]: _tensor(v) for k, v in inputs.items() if k.startswith(prefix + ".")}
+def _weights(inputs: dict, name: str) -> dict:
+    """The grader's weights for a model: the input `name`, a state dict of arrays."""
+    return {k: _tensor(v) for k, v in inputs[name].items()}
 
 
 def _load(module: torch.nn.Module, weights: dict, what: str) -> None:
@@ -33,6 +33,7 @@ def _load(module: torch.nn.Module, weights: dict, what: str) -> None:
     module.load_state_dict(weights)
 
 
+@probe(logits=ARRAY, state=ARRAYS)
 def port(ns, io):
     inputs = io.inputs
     keras_model = models.build_keras_baseline()
@@ -40,9 +41,10 @@ def port(ns, io):
     net = _module(need(ns, "port_keras_weights")(keras_model), "port_keras_weights").eval()
     with torch.no_grad():
         logits = net(_tensor(inputs["X"]))
-    io.save(logits=logits, **_state(net))
+    io.save(logits=logits, state=_state(net))
 
 
+@probe(calls=VALUE, out_a=ARRAY, out_b=ARRAY)
 def layer_norm(ns, io):
     from torch.overrides import TorchFunctionMode
 
@@ -65,6 +67,7 @@ def layer_norm(ns, io):
     io.save(calls=sorted(recorder.calls), **outputs)
 
 
+@probe(is_function=VALUE, y=ARRAY, grad=ARRAY)
 def silu(ns, io):
     function, inputs = need(ns, "SiLUFunction"), io.inputs
     is_function = isinstance(function, type) and issubclass(function, torch.autograd.Function)
@@ -77,6 +80,7 @@ def silu(ns, io):
     io.save(y=y, **({"grad": x.grad} if x.grad is not None else {}))
 
 
+@probe(out=ARRAY)
 def block(ns, io):
     inputs = io.inputs
     residual = _module(need(ns, "ResidualBlock")(int(inputs["dim"]), int(inputs["hidden"])),
@@ -86,6 +90,7 @@ def block(ns, io):
         io.save(out=residual(_tensor(inputs["x"])))
 
 
+@probe(logits=ARRAY, gradients=VALUE)
 def model(ns, io):
     inputs = io.inputs
     torch.manual_seed(int(inputs["seed"]))
@@ -97,6 +102,7 @@ def model(ns, io):
     io.save(logits=logits.detach(), gradients=gradients)
 
 
+@probe(first=ARRAY, batch_sizes=VALUE, second_epoch=ARRAY, same_seed=ARRAY, other_seed=ARRAY)
 def loader(ns, io):
     make_loader, inputs = need(ns, "make_loader"), io.inputs
     n, batch_size, seed = int(inputs["n"]), int(inputs["batch_size"]), int(inputs["seed"])
@@ -129,13 +135,15 @@ def training_setup(inputs: dict):
     return net, batches, optimizer, scheduler
 
 
+@probe(returned=VALUE, lr=VALUE, state=ARRAYS)
 def train_epoch(ns, io):
     inputs = io.inputs
     net, batches, optimizer, scheduler = training_setup(inputs)
     returned = need(ns, "train_epoch")(net, batches, optimizer, scheduler, float(inputs["max_grad_norm"]))
-    io.save(returned=float(returned), lr=float(optimizer.param_groups[0]["lr"]), **_state(net))
+    io.save(returned=float(returned), lr=float(optimizer.param_groups[0]["lr"]), state=_state(net))
 
 
+@probe(logits=ARRAY, requires_grad=VALUE)
 def predict(ns, io):
     inputs = io.inputs
     net = models.bn_net(dropout=0.5)
@@ -147,11 +155,13 @@ def predict(ns, io):
     io.save(logits=logits.detach(), requires_grad=bool(logits.requires_grad))
 
 
+@probe(history=VALUE)
 def fit(ns, io):
     history = need(ns, "history")
     io.save(history={str(k): [float(v) for v in values] for k, values in dict(history).items()})
 
 
+@probe(stats=VALUE, hooks_left=VALUE, dead_public=VALUE, dead_hidden=VALUE)
 def hooks(ns, io):
     inputs = io.inputs
     widths = [int(w) for w in inputs["widths"]]
@@ -166,6 +176,7 @@ def hooks(ns, io):
         io.save(**{f"dead_{tag}": need(ns, "find_dead_layer")(net, x)})
 
 
+@probe(eager=ARRAY, exported=ARRAY, export_error=VALUE)
 def branch(ns, io):
     inputs = io.inputs
     module = _module(need(ns, "Abstain")(float(inputs["threshold"])), "Abstain(threshold)")

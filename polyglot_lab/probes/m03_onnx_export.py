@@ -1,16 +1,14 @@
-"""Probes for module 03 (ONNX export). The grader hands over small ONNX models as byte arrays."""
+"""Probes for module 03 (ONNX export). The grader hands over small ONNX models as files."""
 from contextlib import contextmanager
 
 import numpy as np
 
-from polyglot_lab.probe import need
+from polyglot_lab.probe import ARRAY, VALUE, need, probe
 
 
 def _model_file(io, name: str) -> str:
-    """Write the grader's model `name` (an input array of bytes) to a .onnx file; return its path."""
-    path = io.dir / f"{name}.onnx"
-    path.write_bytes(np.asarray(io.inputs[f"{name}_bytes"], dtype=np.uint8).tobytes())
-    return str(path)
+    """The path of the grader's model `name` (an input file, <name>.onnx)."""
+    return str(io.input_file(f"{name}.onnx"))
 
 
 @contextmanager
@@ -28,10 +26,12 @@ def _recording(cls, seen: list):
         cls.__init__ = original
 
 
+@probe(external_data=VALUE)
 def export(ns, io):
     io.save(external_data=bool(need(ns, "EXTERNAL_DATA")))
 
 
+@probe(value_info=VALUE, broken_error=VALUE)
 def validate(ns, io):
     validate_onnx = need(ns, "validate_onnx")
     inferred = validate_onnx(_model_file(io, "good"))
@@ -45,6 +45,7 @@ def validate(ns, io):
     io.save(value_info=sorted(v.name for v in inferred.graph.value_info), broken_error=broken_error)
 
 
+@probe(report=VALUE)
 def inspect(ns, io):
     report = dict(need(ns, "inspect_onnx")(_model_file(io, "good")))
     plain = {
@@ -56,6 +57,7 @@ def inspect(ns, io):
     io.save(report=plain)
 
 
+@probe(providers_given=VALUE, providers=VALUE, intra_op_threads=VALUE, reference_predictions=ARRAY, evaluators=VALUE)
 def runtime(ns, io):
     import onnxruntime
     from onnx.reference import ReferenceEvaluator
@@ -75,6 +77,7 @@ def runtime(ns, io):
     io.save(reference_predictions=np.asarray(predictions, dtype=np.float64), evaluators=len(evaluators))
 
 
+@probe(report=VALUE)
 def quantize(ns, io):
     report = dict(need(ns, "report"))
     io.save(report={str(k): (float(v) if isinstance(v, (int, float, np.number)) else str(v)) for k, v in report.items()})

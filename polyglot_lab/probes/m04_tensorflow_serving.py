@@ -1,9 +1,10 @@
 """Probes for module 04 (TensorFlow). The converter, SavedModel, LiteRT files and codec are graded as files."""
 import numpy as np
 
-from polyglot_lab.probe import need
+from polyglot_lab.probe import ARRAY, VALUE, need, probe
 
 
+@probe(jit_compile=VALUE, logits=ARRAY, report=VALUE)
 def xla(ns, io):
     import tensorflow as tf
 
@@ -14,6 +15,7 @@ def xla(ns, io):
             report={str(k): float(v) for k, v in dict(need(ns, "xla_report")).items()})
 
 
+@probe(latency=VALUE)
 def compare(ns, io):
     latency = need(ns, "latency")
     io.save(latency={str(runtime): {str(b): float(r) for b, r in dict(ratios).items()}

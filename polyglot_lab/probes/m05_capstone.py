@@ -1,9 +1,10 @@
 """Probes for module 05 (capstone). The Keras, exported, converted and LiteRT models are graded as files."""
 import numpy as np
 
-from polyglot_lab.probe import need
+from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe
 
 
+@probe(calls=VALUE, out_a=ARRAY, out_b=ARRAY)
 def attention(ns, io):
     import torch
     from torch.overrides import TorchFunctionMode
@@ -26,24 +27,23 @@ def attention(ns, io):
     io.save(calls=sorted(recorder.calls), **outputs)
 
 
+@probe(logits_a=ARRAY, logits_b=ARRAY, state_a=ARRAYS, state_b=ARRAYS)
 def port(ns, io):
     import keras
     import torch
 
     port_keras_weights, outputs = need(ns, "port_keras_weights"), {}
     for case in ("a", "b"):
-        path = io.dir / f"grader_{case}.keras"
-        path.write_bytes(np.asarray(io.inputs[f"keras_{case}_bytes"], np.uint8).tobytes())
-        net = port_keras_weights(keras.models.load_model(path))
+        net = port_keras_weights(keras.models.load_model(io.input_file(f"grader_{case}.keras")))
         if not isinstance(net, torch.nn.Module):
             raise TypeError(f"port_keras_weights must return a torch.nn.Module, it returned {type(net).__name__}")
         with torch.no_grad():
             outputs[f"logits_{case}"] = net(torch.from_numpy(io.inputs[f"tokens_{case}"]))
-        outputs.update({f"state_{case}.{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()})
-        outputs[f"training_{case}"] = bool(net.training)
+        outputs[f"state_{case}"] = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
     io.save(**outputs)
 
 
+@probe(parity=VALUE)
 def parity(ns, io):
     matrix = dict(need(ns, "parity"))
     io.save(parity={"runtimes": [str(r) for r in matrix.get("runtimes", [])],
