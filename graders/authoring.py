@@ -517,7 +517,6 @@ MISTAKE_TESTS_TO_WRITE = {
     ("00_setup", "devices", "cpu_view"), ("00_setup", "devices", "pick_device"), ("00_setup", "devices", "gpu_view"),
     ("00_setup", "seeding", "matches_reference"),
     ("01_keras_prototype", "model", "io_shapes"), ("01_keras_prototype", "train", "curves_recorded"),
-    ("01_keras_prototype", "backends", "torch_backend_parity"),
     ("04_tensorflow_serving", "tflite", "quantized_accuracy"),
     ("05_capstone", "export", "pt2_parity"), ("05_capstone", "saved_model", "litert_parity"),
     ("05_capstone", "saved_model", "gpu_parity"), ("05_capstone", "serve", "predictions"),

@@ -84,7 +84,8 @@ def grade_module(path: Path | None, spec: ModuleSpec, learner: str = "learner", 
     hide = (path.resolve().parent, *hide)
     checker = Checker([workdir], device, hide=hide)  # started by the first check that opens an artifact
     try:
-        ctx = _prepare_workdir(path, spec, registry, CheckContext(workdir, seed, device, checker=checker))
+        ctx = _prepare_workdir(path, spec, registry, CheckContext(workdir, seed, device, checker=checker,
+                                                                           artifacts=spec.artifact_names))
         report = execute_submission(nb, spec, workdir, device=device, limits=limits, hide=hide)
         drop_links_out_of(workdir)
         ctx.facts = report.facts

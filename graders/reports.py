@@ -140,12 +140,18 @@ h1{font-size:1.6rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid
 table{border-collapse:collapse;width:100%} td,th{padding:.35rem .5rem;border-bottom:1px solid #eee;
 text-align:left;vertical-align:top} .passed{color:#137333} .failed{color:#b3261e} .skipped{color:#666}
 pre{white-space:pre-wrap;margin:0;font-family:ui-monospace,monospace;font-size:.85rem}
+.exercise td{background:#f6f8fa;padding-top:.6rem}
 .note{background:#fff4e5;padding:.5rem .75rem;border-left:4px solid #f0a000}
 """
 
 
-def feedback_html(learner: LearnerResult) -> str:
+def feedback_html(learner: LearnerResult, catalogue: dict | None = None) -> str:
+    """One learner's feedback: per module, each exercise as the catalogue states it (what it asks, how it is
+    checked), then its checks with what was expected, what was found and a hint."""
     esc = html.escape
+    if catalogue is None:
+        from polyglot_lab.catalogue import load_catalogue
+        catalogue = load_catalogue()
     name = esc(display_name(learner.learner))
     parts = [f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Feedback for {name}</title>",
              f"<style>{_STYLE}</style><body><h1>Feedback for {name}</h1>",
@@ -161,7 +167,11 @@ def feedback_html(learner: LearnerResult) -> str:
         if module.stopped:
             parts.append(f"<p class='note'>The notebook stopped early: {esc(module.stopped)}.</p>")
         parts.append("<table><tr><th>exercise</th><th>check</th><th>points</th><th>feedback</th></tr>")
+        spec, shown = catalogue.get(module.module), set()
         for check in module.checks:
+            if spec is not None and check.exercise not in shown:
+                shown.add(check.exercise)
+                parts.append(exercise_row(spec, check.exercise))
             points = "—" if check.status == SKIPPED else f"{format_points(check.score)} / {format_points(check.max_score)}"
             title = "hidden check" if check.hidden else check.title
             parts.append(f"<tr class='{check.status}'><td>{esc(check.exercise)}</td><td>{esc(title)}</td>"
@@ -169,6 +179,18 @@ def feedback_html(learner: LearnerResult) -> str:
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def exercise_row(spec, exercise_id: str) -> str:
+    """The catalogue's statement of an exercise: its title, what it asks and how it is checked."""
+    try:
+        exercise = spec.exercise(exercise_id)
+    except KeyError:
+        return ""
+    lines = [f"<strong>{html.escape(exercise.title)}</strong> ({html.escape(exercise.id)})"]
+    lines += [f"{label}: {html.escape(text)}" for label, text in (("Asks", exercise.asks), ("Checked", exercise.checked))
+              if text]
+    return f"<tr class='exercise'><td colspan='4'>{'<br>'.join(lines)}</td></tr>"
 
 
 # -- junit.xml -------------------------------------------------------------------------------

@@ -56,6 +56,11 @@ class ModuleSpec:
     def points(self) -> float:
         return sum(e.points for e in self.exercises)
 
+    @property
+    def artifact_names(self) -> frozenset[str]:
+        """Every file an exercise of this module declares in `artifacts`: the only files its checks open."""
+        return frozenset(name for e in self.exercises for name in e.artifacts)
+
     def exercise(self, exercise_id: str) -> ExerciseSpec:
         for exercise in self.exercises:
             if exercise.id == exercise_id:

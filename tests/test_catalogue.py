@@ -40,3 +40,17 @@ def test_bad_catalogue_names_the_file_and_the_problem(tmp_path):
     bad.unlink()
     with pytest.raises(CatalogueError, match="named 'other'"):
         load_catalogue(tmp_path)
+
+
+def test_checks_take_artifact_names_from_the_catalogue_and_open_no_other(tmp_path, catalogue):
+    from graders.checks import CheckContext, Registry, UndeclaredArtifact
+    from graders.checks import m02_pytorch_eager as m02
+
+    spec = catalogue["02_pytorch_eager"]
+    assert (m02.PROGRAM_FILE, m02.STATE_FILE) == spec.exercise("save").artifacts
+    ctx = CheckContext(tmp_path, seed=1, device="cpu", artifacts=spec.artifact_names)
+    (tmp_path / "stray.pt").write_bytes(b"")
+    with pytest.raises(UndeclaredArtifact, match="stray.pt"):
+        ctx.artifact("stray.pt", "save")
+    with pytest.raises(CatalogueError, match="lists no artifacts"):
+        Registry("02_pytorch_eager").artifacts("port")

@@ -130,3 +130,19 @@ def test_plot_missing_a_curve(ctx):
     given = m01.plot_inputs(ctx)
     craft(ctx, m01.probes.plot, lines=[given["loss"].tolist(), given["accuracy"].tolist()], n_axes=2)
     fails_with(m01.four_curves, ctx, "val_loss", "val_accuracy")
+
+
+def test_torch_backend_predictions_must_come_from_the_same_file(ctx):
+    model = tiny_model()
+    model.save(ctx.workdir / m01.MODEL_FILE)
+    X = m01.backends_inputs(ctx)["X"]
+    right = model.predict(X, verbose=0)
+    craft(ctx, m01.probes.backends, torch_predictions=right.astype(np.float64))
+    assert m01.torch_backend_parity(ctx)
+    retrained = tiny_model().predict(X, verbose=0)  # another model's answers: retrained, or another file loaded
+    craft(ctx, m01.probes.backends, torch_predictions=retrained)
+    failure = fails_with(m01.torch_backend_parity, ctx, "differ from TensorFlow's")
+    assert failure.expected == "max abs diff <= 1e-05" and "do not retrain" in failure.hint
+    craft(ctx, m01.probes.backends, torch_predictions=right.argmax(1))  # class ids, not probabilities
+    failure = fails_with(m01.torch_backend_parity, ctx, "wrong shape")
+    assert "(16, 10)" in failure.expected

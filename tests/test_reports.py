@@ -1,6 +1,7 @@
 """Reports: one results model, rendered as gradebook.csv, results.json, feedback.html and junit.xml; files 0644,
 formula-like names neutralised in gradebook.csv."""
 import csv
+import html
 import json
 import os
 import stat
@@ -116,3 +117,16 @@ def test_gradebook_rows_survive_line_breaks_in_names(tmp_path):
     with (tmp_path / "gradebook.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     assert [row[0] for row in rows[1:]] == names and all(len(row) == 4 for row in rows)
+
+
+def test_feedback_states_each_exercise_as_the_catalogue_does(catalogue):
+    from graders.reports import feedback_html
+
+    split = catalogue["01_keras_prototype"].exercise("split")
+    checks = [CheckResult("01_keras_prototype", "split", c.id, c.title, 0, c.points, FAILED, message="no")
+              for c in split.checks]
+    page = feedback_html(LearnerResult("ada", [ModuleResult("ada", "01_keras_prototype", "Keras", True, checks)]),
+                         catalogue)
+    row = html.escape(split.asks)
+    assert page.count(row) == 1 and html.escape(split.checked) in page and html.escape(split.title) in page
+    assert page.index(row) < page.index(html.escape(split.checks[0].title))

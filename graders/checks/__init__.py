@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polyglot_lab.catalogue import CatalogueError
 from polyglot_lab.probe import ARRAY, ARRAYS, FILE, UndeclaredOutput, probe_io
 
 
@@ -25,6 +26,10 @@ class CheckFailed(Exception):
                  hint: str | None = None):
         super().__init__(message)
         self.message, self.expected, self.found, self.hint = message, expected, found, hint
+
+
+class UndeclaredArtifact(LookupError):
+    """A check opened a file its module's catalogue does not declare: a course author's mistake."""
 
 
 class CheckSkipped(Exception):
@@ -45,6 +50,16 @@ class Registry:
         self.module_id = module_id
         self.checks: dict[tuple[str, str], CheckFn] = {}
         self.input_makers: dict[str, InputsFn] = {}
+
+    def artifacts(self, exercise_id: str) -> tuple[str, ...]:
+        """The files the catalogue says an exercise's notebook writes (`artifacts = [...]`, in that order): the checks
+        take their names from here, so each name is written once."""
+        from polyglot_lab.catalogue import CATALOGUE_DIR, load_module
+
+        names = load_module(CATALOGUE_DIR / f"{self.module_id}.toml").exercise(exercise_id).artifacts
+        if not names:
+            raise CatalogueError(f"exercises/{self.module_id}.toml: exercise {exercise_id!r} lists no artifacts")
+        return names
 
     def check(self, exercise_id: str, check_id: str):
         def register(fn: CheckFn) -> CheckFn:
@@ -77,8 +92,9 @@ class CheckContext:
     """Everything a check may look at: the probe's outputs and the files of the graded run."""
 
     def __init__(self, workdir: Path, seed: int, device: str, facts: dict[str, ExecutionFacts] | None = None,
-                 checker=None):
+                 checker=None, artifacts: frozenset[str] | None = None):
         self.workdir = Path(workdir)
+        self.artifacts = artifacts  # the files the module's catalogue declares; None: not known (a test's context)
         self.seed = seed
         self.device = device  # "cpu" or "cuda"
         self.facts = facts or {}
@@ -145,6 +161,9 @@ class CheckContext:
 
     def artifact(self, name: str, exercise_id: str | None = None, hint: str | None = None) -> Path:
         """A file the graded run must have written into its working directory; `hint` says how to write it."""
+        if self.artifacts is not None and name not in self.artifacts:
+            raise UndeclaredArtifact(f"{name} is opened by a check but no exercise of the catalogue lists it in "
+                                     f"`artifacts` (it lists {sorted(self.artifacts)})")
         path = self.workdir / name
         if not path.exists():
             facts = self.facts.get(exercise_id, ExecutionFacts()) if exercise_id else ExecutionFacts()

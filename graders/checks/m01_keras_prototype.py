@@ -12,14 +12,14 @@ from graders.checks import (
     check_holdout_accuracy,
     describe_array,
 )
+from graders.checks.compare import expect_close
 from polyglot_lab.data import digits
 from polyglot_lab.probes import m01_keras_prototype as probes
 
 registry = Registry("01_keras_prototype")
 PARAM_BUDGET = 20_000
 ACCURACY_BAR = 0.95
-MODEL_FILE = "digits_baseline.keras"
-PARITY_ATOL = 1e-5
+(MODEL_FILE,) = registry.artifacts("save")
 
 
 class KerasFile:
@@ -296,13 +296,8 @@ def backends_inputs(ctx: CheckContext) -> dict:
 @registry.check("backends", "torch_backend_parity")
 def torch_backend_parity(ctx: CheckContext):
     found = ctx.outputs(probes.backends)["torch_predictions"]
-    X = backends_inputs(ctx)["X"]
-    expected = np.asarray(saved_model(ctx).predict(X), dtype=np.float64)
-    if found.shape != expected.shape:
-        raise CheckFailed("The torch-backend predictions have the wrong shape.", expected=str(expected.shape), found=str(found.shape))
-    diff = float(np.abs(found - expected).max())
-    if not diff <= PARITY_ATOL:
-        raise CheckFailed("The torch-backend predictions differ from TensorFlow's.", expected=f"max abs diff <= {PARITY_ATOL:g}",
-                          found=f"max abs diff {diff:.3g}",
-                          hint="Load the same file with KERAS_BACKEND='torch' in a fresh process; do not retrain.")
+    expected = saved_model(ctx).predict(backends_inputs(ctx)["X"])  # TensorFlow's, in the checker
+    diff = expect_close(found, expected, "The torch-backend predictions",
+                        mistake="The torch-backend predictions differ from TensorFlow's.",
+                        hint="Load the same file with KERAS_BACKEND='torch' in a fresh process; do not retrain.")
     return f"torch and TensorFlow backends agree (max abs diff {diff:.1e})"

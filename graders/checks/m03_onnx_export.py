@@ -22,10 +22,9 @@ from polyglot_lab import models
 from polyglot_lab.probes import m03_onnx_export as probes
 
 registry = Registry("03_onnx_export")
-FLOAT_FILE = "digits.onnx"
-INT8_FILE = "digits_int8.onnx"
-GUARD_FILE = "guard.onnx"
-STATE_FILE = "digits_net_state.pt"
+FLOAT_FILE, STATE_FILE = registry.artifacts("export")
+(GUARD_FILE,) = registry.artifacts("control_flow")
+(INT8_FILE,) = registry.artifacts("quantize")
 INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
 SIZE_RATIO_BAR = 0.75      # dynamic int8 keeps about a third of this model's bytes
 ACCURACY_DROP_BAR = 0.03   # int8 may lose this much held-out accuracy, no more

@@ -36,8 +36,10 @@ from polyglot_lab import models
 from polyglot_lab.probes import m04_tensorflow_serving as probes
 
 registry = Registry("04_tensorflow_serving")
-ONNX_FILE, CODEC_FILE = "digits_cnn.onnx", "serving_codec.py"
-SAVEDMODEL_DIR, TFLITE_FILE, TFLITE_DYNAMIC_FILE = "digits_savedmodel", "digits.tflite", "digits_dynamic.tflite"
+_, ONNX_FILE = registry.artifacts("converter")  # onnx_to_tf.py is CONVERTER_FILE, shared with module 05
+(SAVEDMODEL_DIR,) = registry.artifacts("saved_model")
+TFLITE_FILE, TFLITE_DYNAMIC_FILE = registry.artifacts("tflite")
+(CODEC_FILE,) = registry.artifacts("serve")
 GROUPS = {"gemm": ["Gemm"], "conv": ["Conv"], "pool": ["MaxPool"], "reshape": ["Reshape", "Flatten"]}
 LITERT_ATOL = 1e-4          # LiteRT's kernels (XNNPACK) sum in another order
 QUANTIZED_SIZE_BAR = 0.6    # int8 weights: about a third of the float file here

@@ -45,9 +45,11 @@ from polyglot_lab.sequences import LENGTHS, first_token_returns
 from polyglot_lab.probes import m05_capstone as probes
 
 registry = Registry("05_capstone")
-KERAS_FILE, PT2_FILE, ONNX_FILE = "capstone.keras", "capstone.pt2", "capstone.onnx"
-SAVEDMODEL_DIR, TFLITE_FILE, CODEC_FILE, REPORT_FILE = ("capstone_savedmodel", "capstone.tflite", "serving_codec.py",
-                                                        "capstone_report.md")
+(KERAS_FILE,) = registry.artifacts("keras")
+PT2_FILE, ONNX_FILE = registry.artifacts("export")
+SAVEDMODEL_DIR, TFLITE_FILE = registry.artifacts("saved_model")
+(CODEC_FILE,) = registry.artifacts("serve")
+(REPORT_FILE,) = registry.artifacts("report")
 RUNTIMES = ("keras_tf", "keras_torch", "torch", "onnxruntime", "tf_savedmodel", "tf_xla", "litert")
 ARTIFACT_OF = {"keras_tf": KERAS_FILE, "keras_torch": KERAS_FILE, "torch": PT2_FILE, "onnxruntime": ONNX_FILE,
                "tf_savedmodel": SAVEDMODEL_DIR, "tf_xla": SAVEDMODEL_DIR, "litert": TFLITE_FILE}
