@@ -146,3 +146,23 @@ def test_torch_backend_predictions_must_come_from_the_same_file(ctx):
     craft(ctx, m01.probes.backends, torch_predictions=right.argmax(1))  # class ids, not probabilities
     failure = fails_with(m01.torch_backend_parity, ctx, "wrong shape")
     assert "(16, 10)" in failure.expected
+
+
+def test_model_shapes_are_named(ctx):
+    import keras
+    craft_model(ctx, tiny_model())
+    assert m01.io_shapes(ctx)
+    ctx.cache.clear()
+    craft_model(ctx, keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]))
+    failure = fails_with(m01.io_shapes, ctx, "input or output shape is wrong")  # images where features were asked
+    assert "(None, 8, 8, 1)" in failure.found
+
+
+def test_history_must_hold_validation_curves_and_a_falling_loss(ctx):
+    curves = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]}
+    craft(ctx, m01.probes.train, loss={}, callbacks=[], history=curves)
+    assert m01.curves_recorded(ctx)
+    craft(ctx, m01.probes.train, loss={}, callbacks=[], history={"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]})
+    fails_with(m01.curves_recorded, ctx, "lacks val_loss, val_accuracy")  # fit without validation data
+    craft(ctx, m01.probes.train, loss={}, callbacks=[], history={**curves, "loss": [1.0, 1.2]})
+    fails_with(m01.curves_recorded, ctx, "did not go down")
