@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from graders.generate import BEGIN, END, dumps
+from graders.generate import BEGIN, END, KERNEL_BEGIN, KERNEL_END, dumps, kernel_side_text
 from polyglot_lab.catalogue import REPO, CatalogueError, ModuleSpec, load_module
 
 MODULE_ID = re.compile(r"^(\d\d)_[a-z0-9_]+$")
@@ -213,18 +213,23 @@ hints = [
 
 
 def probe_stub(exercise_id: str) -> str:
-    return f'''@probe(result=ARRAY)
+    return f'''{KERNEL_BEGIN}
+@probe(result=ARRAY)
 def {exercise_id}(ns, io):
     """TODO: call the learner's code on the grader's inputs (io.inputs) and save what it returned; decide nothing."""
     inputs = io.inputs
     result = need(ns, "solve_{exercise_id}")(inputs["x"])
     io.save(result=np.asarray(result))
+{KERNEL_END}
 '''
 
 
-def checks_stub(exercise_id: str, probes_alias: str) -> str:
+def checks_stub(exercise_id: str) -> str:
+    """The exercise's section: its probe (a kernel block, copied into the probes file), inputs and first check."""
     rule = "-" * max(4, 112 - len(exercise_id))
     return f'''# -- {exercise_id} {rule}
+{probe_stub(exercise_id)}
+
 @registry.inputs("{exercise_id}")
 def {exercise_id}_inputs(ctx: CheckContext) -> dict:
     """TODO: the inputs the probe hands the learner's code, drawn fresh each grading run."""
@@ -234,7 +239,7 @@ def {exercise_id}_inputs(ctx: CheckContext) -> dict:
 @registry.check("{exercise_id}", "{FIRST_CHECK}")
 def {exercise_id}_{FIRST_CHECK}(ctx: CheckContext):
     """TODO: compute the expected value here, at grade time, and compare; name the mistake when it differs."""
-    out, given = ctx.outputs({probes_alias}.{exercise_id}), {exercise_id}_inputs(ctx)
+    out, given = ctx.outputs({exercise_id}), {exercise_id}_inputs(ctx)
     raise CheckFailed("TODO: say what is wrong, in words a learner understands.",
                       expected=f"TODO: what the grader computed from {{describe_array(given['x'])}}",
                       found=describe_array(out["result"]),
@@ -246,23 +251,40 @@ def test_name(exercise_id: str) -> str:
     return f"test_{exercise_id}_mistake_is_named"
 
 
-def test_stub(exercise_id: str, checks_alias: str, probes_alias: str) -> str:
+def test_stub(exercise_id: str, checks_alias: str) -> str:
     check = f"{checks_alias}.{exercise_id}_{FIRST_CHECK}"
     return f'''def {test_name(exercise_id)}(ctx):
     """TODO: the typical mistake in {exercise_id}, as the probe would save it, fails with words that name it.
     Fails until both are written: craft the outputs of a learner who makes the mistake, and put the words of your
     check's message in fails_with. Add a test that the right outputs pass, too."""
-    craft(ctx, {checks_alias}.{probes_alias}.{exercise_id}, result=[0.0])  # TODO: what a learner with the mistake saves
+    craft(ctx, {checks_alias}.{exercise_id}, result=[0.0])  # TODO: what a learner with the mistake saves
     fails_with({check}, ctx, "TODO: the words of the check's message that name the mistake")
 '''
 
 
-def probes_header(files: ModuleFiles) -> str:
-    return f'"""Probes for module {files.module_id}."""\nimport numpy as np\n\nfrom polyglot_lab.probe import ARRAY, need, probe\n'
+def ensure_kernel_imports(source: str) -> str:
+    """`source` (a checks file) whose first kernel block imports what a probe stub uses: numpy and the probe
+    vocabulary. A file without kernel blocks gets one after its `from __future__` import."""
+    match = _FIRST_KERNEL_BLOCK.search(source)
+    if match is None:
+        future = "from __future__ import annotations\n"
+        at = source.index(future) + len(future) if future in source else 0
+        source = source[:at] + f"\n{KERNEL_BEGIN}  the kernel's imports\n{KERNEL_END}\n" + source[at:]
+        match = _FIRST_KERNEL_BLOCK.search(source)
+        assert match is not None
+    block = ensure_module_import(match.group(2), "numpy")
+    for name in ("ARRAY", "need", "probe"):
+        block = ensure_import(block, "polyglot_lab.probe", name)
+    return source[:match.start(2)] + block.strip("\n") + "\n" + source[match.end(2):]
+
+
+_FIRST_KERNEL_BLOCK = re.compile(r"^(# <kernel>[^\n]*\n)(.*?)^# </kernel>[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
 def checks_header(files: ModuleFiles) -> str:
     return (f'"""Checks for module {files.module_id}."""\nfrom __future__ import annotations\n\n'
+            f"{KERNEL_BEGIN}  the kernel's imports\nimport numpy as np\n\n"
+            f"from polyglot_lab.probe import ARRAY, need, probe\n{KERNEL_END}\n"
             f"from graders.checks import CheckContext, CheckFailed, Registry, describe_array\n\n"
             f'registry = Registry("{files.module_id}")\n')
 
@@ -343,7 +365,6 @@ def new_exercise(root: Path, module_id: str, exercise_id: str, title: str | None
                              f"(it names the probe function), not {exercise_id!r}")
     title = title or f"TODO: a title for {exercise_id}"
     toml_text = files.catalogue.read_text(encoding="utf-8")
-    probes_text = _read(files.probes) or probes_header(files)
     checks_text = _read(files.checks) or checks_header(files)
     tests_text = _read(files.tests) or tests_header(files)
     nb = nbformat.read(files.master, as_version=4) if files.master.is_file() else new_master(
@@ -352,8 +373,8 @@ def new_exercise(root: Path, module_id: str, exercise_id: str, title: str | None
     holders = []
     if exercise_id in files.exercise_ids():
         holders.append(files.catalogue)
-    for path, text, names in ((files.probes, probes_text, {exercise_id}),
-                              (files.checks, checks_text, {f"{exercise_id}_inputs", f"{exercise_id}_{FIRST_CHECK}"}),
+    for path, text, names in ((files.checks, checks_text,
+                               {exercise_id, f"{exercise_id}_inputs", f"{exercise_id}_{FIRST_CHECK}"}),
                               (files.tests, tests_text, {test_name(exercise_id)})):
         try:
             taken = top_level_names(text)
@@ -368,14 +389,7 @@ def new_exercise(root: Path, module_id: str, exercise_id: str, title: str | None
         raise AuthoringError(f"exercise {exercise_id!r} exists already in module {module_id}: "
                              f"{', '.join(files.rel(p) for p in holders)}")
 
-    probes_text = ensure_module_import(probes_text, "numpy")
-    for name in ("ARRAY", "need", "probe"):
-        probes_text = ensure_import(probes_text, "polyglot_lab.probe", name)
-    probes_package, probes_name = files.probes_module.rsplit(".", 1)
-    probes_alias = imported_as(checks_text, probes_package, probes_name)
-    if probes_alias is None:
-        probes_alias = "probes"
-        checks_text = ensure_import(checks_text, probes_package, probes_name, asname=probes_alias)
+    checks_text = ensure_kernel_imports(checks_text)
     for name in ("CheckContext", "CheckFailed", "describe_array"):
         checks_text = ensure_import(checks_text, "graders.checks", name)
     checks_package, checks_name = files.checks_module.rsplit(".", 1)
@@ -391,11 +405,12 @@ def new_exercise(root: Path, module_id: str, exercise_id: str, title: str | None
     master_cells(nb, files, exercise_id, title)
     nbformat.validate(nb)
 
+    checks_text = append_section(checks_text, checks_stub(exercise_id))
     writes = {
         files.catalogue: toml_text.rstrip("\n") + "\n" + catalogue_stub(exercise_id, title),
-        files.probes: append_section(probes_text, probe_stub(exercise_id)),
-        files.checks: append_section(checks_text, checks_stub(exercise_id, probes_alias)),
-        files.tests: append_section(tests_text, test_stub(exercise_id, checks_alias, probes_alias)),
+        files.checks: checks_text,
+        files.probes: kernel_side_text(module_id, files.rel(files.checks), checks_text),  # what `make notebooks` writes
+        files.tests: append_section(tests_text, test_stub(exercise_id, checks_alias)),
         files.master: dumps(nb),
     }
     for path, text in writes.items():

@@ -114,11 +114,11 @@ def cmd_notebooks(args) -> int:
     changed = generate(check=args.check)
     if args.check:
         if changed:
-            print("Generated files differ from their masters (run `make notebooks`):")
+            print("Generated files differ from their sources (run `make notebooks`):")
             for path in changed:
                 print(f"  {path.relative_to(REPO)}")
             return 1
-        print("notebooks/ and examples/submissions/ match their masters")
+        print("notebooks/, examples/submissions/ and polyglot_lab/probes/ match their sources")
         return 0
     for path in changed:
         print(f"wrote {path.relative_to(REPO)}")
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     verify = sub.add_parser("verify", help="every master scores full marks, every learner edition zero")
     verify.add_argument("--modules", default="all")
     verify.set_defaults(fn=cmd_verify)
-    notebooks = sub.add_parser("notebooks", help="generate notebooks/ and examples/submissions/ from solutions/")
+    notebooks = sub.add_parser("notebooks", help="generate notebooks/ and examples/submissions/ from solutions/, probes from the checks files")
     notebooks.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
     notebooks.set_defaults(fn=cmd_notebooks)
     masters = sub.add_parser("masters", help="re-execute the masters in solutions/ in place")

@@ -1,4 +1,5 @@
-"""Generate learner editions (notebooks/) and example submissions (examples/submissions/) from the masters.
+"""Generate learner editions (notebooks/) and example submissions (examples/submissions/) from the masters, and each
+module's probes (polyglot_lab/probes/) from the kernel blocks of its checks file.
 
 Learner edition: each ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region becomes
 ``# YOUR CODE HERE`` + ``raise NotImplementedError()`` at the region's indentation; outputs and
@@ -111,6 +112,10 @@ def expected_files() -> dict[Path, str]:
                 raise GenerateError(f"{where}: no master solutions/{module_id}.ipynb")
             nb = example_submission(masters[module_id], edits, where)
             files[EXAMPLES / "submissions" / learner["name"] / f"{module_id}.ipynb"] = dumps(nb)
+    from polyglot_lab.catalogue import load_catalogue
+    for spec in load_catalogue().values():
+        path, text = kernel_side(spec)
+        files[path] = text
     return files
 
 
@@ -149,3 +154,39 @@ def refresh_masters(module_ids: list[str] | None = None) -> list[Path]:
         path.write_text(dumps(nb), encoding="utf-8")
         written.append(path)
     return written
+
+
+# -- the kernel side of each module: its probes file, written from the kernel blocks of its checks file ----------
+KERNEL_BEGIN, KERNEL_END = "# <kernel>", "# </kernel>"
+_KERNEL_BLOCK = re.compile(r"^# <kernel>[^\n]*\n(.*?)^# </kernel>[ \t]*$", re.DOTALL | re.MULTILINE)
+
+
+def kernel_blocks(source: str, where: str = "") -> list[str]:
+    """The code between `# <kernel>` and `# </kernel>` lines, in order."""
+    blocks = _KERNEL_BLOCK.findall(source)
+    lines = source.split("\n")
+    begins, ends = sum(line.startswith(KERNEL_BEGIN) for line in lines), sum(line.strip() == KERNEL_END for line in lines)
+    if not begins == ends == len(blocks):
+        raise GenerateError(f"{where}: unbalanced or nested {KERNEL_BEGIN} / {KERNEL_END} lines")
+    return [block.strip("\n") for block in blocks]
+
+
+def kernel_side_text(module_id: str, checks_where: str, checks_source: str) -> str:
+    """The probes file of a module whose checks file (at `checks_where`) reads `checks_source`."""
+    header = (f'"""The kernel side of module {module_id}: one probe per exercise, run in the learner\'s kernel\n'
+              f"after the exercise's cells. Written by `make notebooks` from the `{KERNEL_BEGIN}` blocks of\n"
+              f"{checks_where}, each in its exercise's section beside the inputs and checks:\n"
+              'edit those, not this file."""\n')
+    return header + "\n\n\n".join(kernel_blocks(checks_source, checks_where)) + "\n"
+
+
+def module_file(dotted: str) -> Path:
+    return REPO / Path(*dotted.split(".")).with_suffix(".py")
+
+
+def kernel_side(spec) -> tuple[Path, str]:
+    """(the module's probes file, its text): the only part of each exercise's section that runs in the learner's
+    kernel, and ships to learners."""
+    checks = module_file(spec.checks_module)
+    return module_file(spec.probes_module), kernel_side_text(spec.id, checks.relative_to(REPO).as_posix(),
+                                                             checks.read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ import pytest
 from conftest import MODULES
 from graders import authoring
 from graders.authoring import AuthoringError, lint_course, new_exercise
-from graders.generate import BEGIN, END, learner_edition, remove_markers
+from graders.generate import BEGIN, END, kernel_side_text, learner_edition, remove_markers
 from polyglot_lab.catalogue import REPO, load_catalogue, load_module
 
 NEW = "normalise"
@@ -62,8 +62,9 @@ def test_new_exercise_writes_every_piece_and_each_parses(tmp_path, module):
     assert "TODO" in exercise.checks[0].title
     assert [e.id for e in spec.exercises][:-1] == [e.id for e in load_catalogue()[module].exercises]
 
-    # the probe: appended, decorated with its declared outputs, (ns, io), and the imports it needs
+    # the probe: in the checks file's new section, a kernel block; the probes file is written from the kernel blocks
     probes = files.probes.read_text(encoding="utf-8")
+    assert probes == kernel_side_text(module, files.rel(files.checks), files.checks.read_text(encoding="utf-8"))
     probe = function(probes, NEW)
     assert [a.arg for a in probe.args.args] == ["ns", "io"]
     decorator = probe.decorator_list[0]
@@ -75,14 +76,14 @@ def test_new_exercise_writes_every_piece_and_each_parses(tmp_path, module):
     # the checks: an input maker and one check that reads the probe's outputs and fails with expected/found/hint
     checks = files.checks.read_text(encoding="utf-8")
     assert NEW in authoring.registered_exercises(checks)
-    alias = authoring.imported_as(checks, *files.probes_module.rsplit(".", 1))
-    assert alias
+    assert function(checks, NEW).decorator_list  # the probe, beside its inputs and checks
+    assert checks.index(f"def {NEW}(ns, io)") < checks.index(f"def {NEW}_inputs")
     maker = function(checks, f"{NEW}_inputs")
     assert ast.unparse(maker.decorator_list[0]) == f"registry.inputs('{NEW}')"
     check = function(checks, f"{NEW}_{authoring.FIRST_CHECK}")
     assert ast.unparse(check.decorator_list[0]) == f"registry.check('{NEW}', '{authoring.FIRST_CHECK}')"
     body = ast.unparse(check)
-    assert f"ctx.outputs({alias}.{NEW})" in body
+    assert f"ctx.outputs({NEW})" in body
     raised = [n for n in ast.walk(check) if isinstance(n, ast.Raise)][0]
     assert raised.exc.func.id == "CheckFailed"
     assert {k.arg for k in raised.exc.keywords} == {"expected", "found", "hint"}
@@ -95,12 +96,12 @@ def test_new_exercise_writes_every_piece_and_each_parses(tmp_path, module):
     assert [a.arg for a in test.args.args] == ["ctx"]
     checks_alias = authoring.imported_as(tests, *files.checks_module.rsplit(".", 1))
     assert f"fails_with({checks_alias}.{NEW}_{authoring.FIRST_CHECK}, ctx" in ast.unparse(test)
-    assert f"craft(ctx, {checks_alias}.{alias}.{NEW}" in ast.unparse(test)
+    assert f"craft(ctx, {checks_alias}.{NEW}" in ast.unparse(test)
     for name in ("craft", "fails_with"):
         assert authoring.imported_as(tests, "mistakes", name) == name
 
     # everything else in the Python files is still there
-    for path in (files.probes, files.checks, files.tests):
+    for path in (files.checks, files.tests):
         old_names = authoring.top_level_names(before[path])
         assert old_names <= authoring.top_level_names(path.read_text(encoding="utf-8")), path
 
@@ -169,8 +170,8 @@ def test_a_second_call_refuses_and_names_the_file(tmp_path):
     written = {p: p.read_bytes() for p in (files.catalogue, files.probes, files.checks, files.tests, files.master)}
     with pytest.raises(AuthoringError, match=rf"'{NEW}' exists already.*exercises/01_keras_prototype.toml") as error:
         new_exercise(tmp_path, "01_keras_prototype", NEW)
-    for path in ("polyglot_lab/probes/m01_keras_prototype.py", "graders/checks/m01_keras_prototype.py",
-                 "tests/test_mistakes_m01.py", "solutions/01_keras_prototype.ipynb"):
+    for path in ("graders/checks/m01_keras_prototype.py", "tests/test_mistakes_m01.py",
+                 "solutions/01_keras_prototype.ipynb"):
         assert path in str(error.value)
     assert {p: p.read_bytes() for p in written} == written  # nothing written
 
@@ -180,11 +181,11 @@ def test_an_existing_exercise_is_refused_where_it_is_found(tmp_path):
     with pytest.raises(AuthoringError, match="exercises/01_keras_prototype.toml") as error:
         new_exercise(tmp_path, "01_keras_prototype", "split")
     assert "graders/checks/m01_keras_prototype.py" in str(error.value)
-    # only the probe has the name: still refused, naming the probes file and nothing else
-    files.probes.write_text(files.probes.read_text() + "\n\ndef orphan(ns, io):\n    pass\n")
+    # only a probe (a kernel block of the checks file) has the name: still refused, naming the checks file alone
+    files.checks.write_text(files.checks.read_text() + "\n\n# <kernel>\ndef orphan(ns, io):\n    pass\n# </kernel>\n")
     with pytest.raises(AuthoringError) as error:
         new_exercise(tmp_path, "01_keras_prototype", "orphan")
-    assert str(error.value).endswith(": polyglot_lab/probes/m01_keras_prototype.py")
+    assert str(error.value).endswith(": graders/checks/m01_keras_prototype.py")
 
 
 def test_unknown_module_and_bad_ids_are_refused(tmp_path):
@@ -215,7 +216,9 @@ def test_the_first_exercise_of_a_new_module_creates_its_files(tmp_path):
             ast.parse(path.read_text())
     checks = (tmp_path / "graders/checks/m07_demo.py").read_text()
     assert 'registry = Registry("07_demo")' in checks
-    assert "from polyglot_lab.probes import m07_demo as probes" in checks
+    assert "ctx.outputs(first)" in checks and "# <kernel>" in checks
+    assert (tmp_path / "polyglot_lab/probes/m07_demo.py").read_text() == kernel_side_text(
+        "07_demo", "graders/checks/m07_demo.py", checks)
     nb = nbformat.read(tmp_path / "solutions/07_demo.ipynb", as_version=4)
     nbformat.validate(nb)
     assert 'grader = polyglot_lab.Notebook("07_demo")' in nb.cells[1].source

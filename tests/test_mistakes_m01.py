@@ -29,7 +29,7 @@ def split_variant(ctx, fit_on="train", one_hot=False, labels_dtype="int64", stra
     ytr, yte = ytr.astype(labels_dtype), yte.astype(labels_dtype)
     if one_hot:
         ytr, yte = np.eye(10)[ytr], np.eye(10)[yte]
-    craft(ctx, m01.probes.split, X_train=train.astype("float32"), X_test=test.astype("float32"), y_train=ytr, y_test=yte)
+    craft(ctx, m01.split, X_train=train.astype("float32"), X_test=test.astype("float32"), y_train=ytr, y_test=yte)
 
 
 def test_reference_split_passes(ctx):
@@ -72,7 +72,7 @@ def tiny_model(last="softmax", extra_softmax=False, hidden=0):
 
 
 def craft_model(ctx, model):
-    io = probe_io("model", ctx.workdir, declared=m01.probes.model.outputs)
+    io = probe_io("model", ctx.workdir, declared=m01.model.outputs)
     io.reset_outputs()
     model.save(io.output_path("model.keras"))
     io.mark_done()
@@ -116,19 +116,19 @@ def test_accuracy_under_the_bar(ctx):
     ({"name": "mse"}, ("not sparse categorical",)),
 ])
 def test_loss_mistakes(ctx, loss, words):
-    craft(ctx, m01.probes.train, loss=loss, callbacks=[], history={})
+    craft(ctx, m01.train, loss=loss, callbacks=[], history={})
     fails_with(m01.loss_matches_labels, ctx, *words)
 
 
 def test_early_stopping_must_restore_best_weights(ctx):
-    craft(ctx, m01.probes.train, loss={}, history={},
+    craft(ctx, m01.train, loss={}, history={},
           callbacks=[{"type": "EarlyStopping", "monitor": "val_loss", "restore_best_weights": False}])
     fails_with(m01.early_stopping, ctx, "restore the best weights")
 
 
 def test_plot_missing_a_curve(ctx):
     given = m01.plot_inputs(ctx)
-    craft(ctx, m01.probes.plot, lines=[given["loss"].tolist(), given["accuracy"].tolist()], n_axes=2)
+    craft(ctx, m01.plot, lines=[given["loss"].tolist(), given["accuracy"].tolist()], n_axes=2)
     fails_with(m01.four_curves, ctx, "val_loss", "val_accuracy")
 
 
@@ -137,13 +137,13 @@ def test_torch_backend_predictions_must_come_from_the_same_file(ctx):
     model.save(ctx.workdir / m01.MODEL_FILE)
     X = m01.backends_inputs(ctx)["X"]
     right = model.predict(X, verbose=0)
-    craft(ctx, m01.probes.backends, torch_predictions=right.astype(np.float64))
+    craft(ctx, m01.backends, torch_predictions=right.astype(np.float64))
     assert m01.torch_backend_parity(ctx)
     retrained = tiny_model().predict(X, verbose=0)  # another model's answers: retrained, or another file loaded
-    craft(ctx, m01.probes.backends, torch_predictions=retrained)
+    craft(ctx, m01.backends, torch_predictions=retrained)
     failure = fails_with(m01.torch_backend_parity, ctx, "differ from TensorFlow's")
     assert failure.expected == "max abs diff <= 1e-05" and "do not retrain" in failure.hint
-    craft(ctx, m01.probes.backends, torch_predictions=right.argmax(1))  # class ids, not probabilities
+    craft(ctx, m01.backends, torch_predictions=right.argmax(1))  # class ids, not probabilities
     failure = fails_with(m01.torch_backend_parity, ctx, "wrong shape")
     assert "(16, 10)" in failure.expected
 
@@ -160,9 +160,9 @@ def test_model_shapes_are_named(ctx):
 
 def test_history_must_hold_validation_curves_and_a_falling_loss(ctx):
     curves = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]}
-    craft(ctx, m01.probes.train, loss={}, callbacks=[], history=curves)
+    craft(ctx, m01.train, loss={}, callbacks=[], history=curves)
     assert m01.curves_recorded(ctx)
-    craft(ctx, m01.probes.train, loss={}, callbacks=[], history={"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]})
+    craft(ctx, m01.train, loss={}, callbacks=[], history={"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]})
     fails_with(m01.curves_recorded, ctx, "lacks val_loss, val_accuracy")  # fit without validation data
-    craft(ctx, m01.probes.train, loss={}, callbacks=[], history={**curves, "loss": [1.0, 1.2]})
+    craft(ctx, m01.train, loss={}, callbacks=[], history={**curves, "loss": [1.0, 1.2]})
     fails_with(m01.curves_recorded, ctx, "did not go down")

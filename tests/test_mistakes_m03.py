@@ -51,7 +51,7 @@ def export(ctx, model, name=m03.FLOAT_FILE, *, external=False, dynamic=True, inp
                       output_names=["logits"], external_data=external, verbose=False,
                       dynamic_shapes={"x": {0: torch.export.Dim("batch")}} if dynamic else None)
     model.eval()
-    craft(ctx, m03.probes.export, external_data=external if declared is None else declared)
+    craft(ctx, m03.export, external_data=external if declared is None else declared)
     ctx.cache.clear()
 
 
@@ -122,7 +122,7 @@ def test_right_quantization(ctx, trained):
     export(ctx, trained)
     quantize(ctx)
     assert m03.quantize_smaller(ctx) and m03.quantize_accuracy_kept(ctx)
-    craft(ctx, m03.probes.quantize, report={"size_ratio": m03.size_ratio(ctx), "accuracy_change": 0.0, "latency_ratio": 0.9})
+    craft(ctx, m03.quantize, report={"size_ratio": m03.size_ratio(ctx), "accuracy_change": 0.0, "latency_ratio": 0.9})
     assert "measured by the grader" in m03.quantize_report(ctx)
 
 
@@ -143,9 +143,9 @@ def test_quantized_model_whose_accuracy_collapsed(ctx, trained):
 def test_report_that_is_not_the_files(ctx, trained):
     export(ctx, trained)
     quantize(ctx)
-    craft(ctx, m03.probes.quantize, report={"size_ratio": 0.25, "accuracy_change": 0.0, "latency_ratio": 0.9})
+    craft(ctx, m03.quantize, report={"size_ratio": 0.25, "accuracy_change": 0.0, "latency_ratio": 0.9})
     fails_with(m03.quantize_report, ctx, "size ratio is not the files'")
-    craft(ctx, m03.probes.quantize, report={"size_ratio": m03.size_ratio(ctx), "accuracy_change": 0.0})
+    craft(ctx, m03.quantize, report={"size_ratio": m03.size_ratio(ctx), "accuracy_change": 0.0})
     fails_with(m03.quantize_report, ctx, "lacks a number for latency_ratio")
 
 

@@ -159,20 +159,20 @@ def test_codec_that_breaks_the_server_start(ctx):
 # -- compare and xla -------------------------------------------------------------------------------
 def test_latency_table(ctx):
     good = {r: {"1": 1.0 if r == "onnxruntime" else 2.0, "256": 1.0 if r == "onnxruntime" else 0.5} for r in m04.RUNTIMES}
-    craft(ctx, m04.probes.compare, latency=good)
+    craft(ctx, m04.compare, latency=good)
     assert m04.compare_latency_table(ctx)
-    craft(ctx, m04.probes.compare, latency={k: v for k, v in good.items() if k != "litert"})
+    craft(ctx, m04.compare, latency={k: v for k, v in good.items() if k != "litert"})
     fails_with(m04.compare_latency_table, ctx, "litert")
-    craft(ctx, m04.probes.compare, latency={**good, "onnxruntime": {"1": 0.002, "256": 0.01}})  # seconds, not ratios
+    craft(ctx, m04.compare, latency={**good, "onnxruntime": {"1": 0.002, "256": 0.01}})  # seconds, not ratios
     fails_with(m04.compare_latency_table, ctx, "against ONNX Runtime")
 
 
 def test_xla_not_compiled(ctx, digits_onnx):
     shutil.copy(digits_onnx, ctx.workdir / m04.ONNX_FILE)
     X = m04.xla_inputs(ctx)["X"]
-    craft(ctx, m04.probes.xla, jit_compile=False, logits=m04.ort_predict(digits_onnx, X), report={"max_abs_diff": 0.0, "speed_ratio": 1.0})
+    craft(ctx, m04.xla, jit_compile=False, logits=m04.ort_predict(digits_onnx, X), report={"max_abs_diff": 0.0, "speed_ratio": 1.0})
     fails_with(m04.xla_jit_compiled, ctx, "not compiled with XLA")
     assert m04.xla_parity(ctx) and m04.xla_report(ctx)
-    craft(ctx, m04.probes.xla, jit_compile=True, logits=m04.ort_predict(digits_onnx, X) + 0.1, report={"speed_ratio": 1.0})
+    craft(ctx, m04.xla, jit_compile=True, logits=m04.ort_predict(digits_onnx, X) + 0.1, report={"speed_ratio": 1.0})
     fails_with(m04.xla_parity, ctx, "differs from ONNX Runtime")
     fails_with(m04.xla_report, ctx, "missing a number")

@@ -208,7 +208,7 @@ def grader_matrix(ctx, litert=3e-6):
 
 
 def craft_parity(ctx, max_abs, runtimes=m05.RUNTIMES):
-    craft(ctx, m05.probes.parity, parity={"runtimes": list(runtimes), "max_abs": np.asarray(max_abs).tolist(),
+    craft(ctx, m05.parity, parity={"runtimes": list(runtimes), "max_abs": np.asarray(max_abs).tolist(),
                                  "max_rel": (np.asarray(max_abs) / 8.0).tolist()})
 
 

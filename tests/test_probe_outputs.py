@@ -106,7 +106,9 @@ def test_every_probe_declares_its_outputs_and_every_declared_output_is_read(modu
     (an output nobody reads is a check that was never written)."""
     spec = catalogue[module]
     probes = importlib.import_module(spec.probes_module)
-    checks_source = inspect.getsource(importlib.import_module(spec.checks_module))
+    # the grader's side of the checks file: without its kernel blocks, which hold the declarations themselves
+    checks_source = re.sub(r"^# <kernel>.*?^# </kernel>$", "", inspect.getsource(importlib.import_module(
+        spec.checks_module)), flags=re.S | re.M)
     registry = load_registry(spec.checks_module)
     for exercise in spec.exercises:
         fn = getattr(probes, exercise.id, None)
@@ -128,3 +130,16 @@ def _read_by_pattern(name: str, source: str) -> bool:
         if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix):
             return True
     return False
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_the_kernel_side_imports_nothing_of_the_grader(module, catalogue):
+    """The probes file is all that runs in the learner's kernel (and ships to learners): no grader module in it."""
+    import ast
+
+    from graders.generate import module_file
+
+    tree = ast.parse(module_file(catalogue[module].probes_module).read_text(encoding="utf-8"))
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert imported and not [name for name in imported if name.split(".")[0] == "graders"], imported

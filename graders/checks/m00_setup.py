@@ -1,13 +1,16 @@
 """Checks for module 00 (setup). Expected values come from the grader's own imports, at grade time."""
 from __future__ import annotations
 
+# <kernel>  imports of the probes (the kernel side, written to the probes file by `make notebooks`)
 import random
 
 import numpy as np
 
+from polyglot_lab.probe import ARRAYS, VALUE, need, probe
+# </kernel>
+
 from graders.checks import CheckContext, CheckFailed, Registry
 from graders.checks.compare import close
-from polyglot_lab.probes import m00_setup as probes
 
 registry = Registry("00_setup")
 FRAMEWORKS = ("torch", "tensorflow", "keras", "onnx", "onnxruntime")
@@ -32,10 +35,32 @@ def expected_devices() -> dict[str, list[str]]:
     }
 
 
+# <kernel>  helpers of this module's probes
+def draws() -> dict:
+    """Four numbers from each of the four generators a course notebook uses."""
+    import tensorflow as tf
+    import torch
+
+    return {
+        "python": np.array([random.random() for _ in range(4)]),
+        "numpy": np.random.rand(4),
+        "torch": torch.rand(4).numpy().astype(np.float64),
+        "tensorflow": tf.random.uniform([4]).numpy().astype(np.float64),
+    }
+# </kernel>
+
+
 # -- versions --------------------------------------------------------------------------------
+# <kernel>
+@probe(versions=VALUE)
+def versions(ns, io):
+    io.save(versions={str(k): str(v) for k, v in dict(need(ns, "versions")).items()})
+# </kernel>
+
+
 @registry.check("versions", "all_five_correct")
 def all_five_correct(ctx: CheckContext):
-    found = ctx.outputs(probes.versions)["versions"]
+    found = ctx.outputs(versions)["versions"]
     expected = expected_versions()
     missing = [k for k in FRAMEWORKS if k not in found]
     if missing:
@@ -51,9 +76,18 @@ def all_five_correct(ctx: CheckContext):
 
 
 # -- devices ---------------------------------------------------------------------------------
+# <kernel>
+@probe(devices=VALUE, picked=VALUE)
+def devices(ns, io):
+    found = need(ns, "detect_devices")()
+    io.save(devices={str(k): [str(d) for d in v] for k, v in dict(found).items()},
+            picked=str(need(ns, "pick_device")()))
+# </kernel>
+
+
 @registry.check("devices", "cpu_view")
 def cpu_view(ctx: CheckContext):
-    found = ctx.outputs(probes.devices)["devices"]
+    found = ctx.outputs(devices)["devices"]
     expected = expected_devices()
     for framework in ("torch", "tensorflow", "onnxruntime"):
         if framework not in found:
@@ -72,7 +106,7 @@ def cpu_view(ctx: CheckContext):
 @registry.check("devices", "pick_device")
 def pick_device(ctx: CheckContext):
     import torch
-    picked = ctx.outputs(probes.devices)["picked"]
+    picked = ctx.outputs(devices)["picked"]
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     if picked != expected:
         raise CheckFailed("pick_device() chose the wrong device.", expected=repr(expected), found=repr(picked),
@@ -82,7 +116,7 @@ def pick_device(ctx: CheckContext):
 
 @registry.check("devices", "gpu_view")
 def gpu_view(ctx: CheckContext):
-    found = ctx.outputs(probes.devices)["devices"]
+    found = ctx.outputs(devices)["devices"]
     expected = expected_devices()
     if sorted(found.get("torch", [])) != sorted(expected["torch"]):
         raise CheckFailed("torch's device list is not what torch sees.", expected=str(expected["torch"]),
@@ -95,6 +129,24 @@ def gpu_view(ctx: CheckContext):
 
 # -- seeding ---------------------------------------------------------------------------------
 GENERATORS = ("python", "numpy", "torch", "tensorflow")
+
+
+# <kernel>
+@probe(first=ARRAYS, again=ARRAYS, other=ARRAYS, torch_deterministic=VALUE, tensorflow_deterministic=VALUE)
+def seeding(ns, io):
+    import torch
+    from tensorflow.python.framework import config as tf_config
+
+    seed_everything = need(ns, "seed_everything")
+    seed, other_seed = int(io.inputs["seed"]), int(io.inputs["other_seed"])
+    runs = {}
+    for label, s in (("first", seed), ("again", seed), ("other", other_seed)):
+        seed_everything(s)
+        runs[label] = draws()  # {generator: four draws}
+    io.save(**runs,
+            torch_deterministic=bool(torch.are_deterministic_algorithms_enabled()),
+            tensorflow_deterministic=bool(tf_config.is_op_determinism_enabled()))
+# </kernel>
 
 
 @registry.inputs("seeding")
@@ -111,13 +163,12 @@ def reference_draws(seed: int) -> dict[str, np.ndarray]:
     np.random.seed(seed)
     torch.manual_seed(seed)
     tf.random.set_seed(seed)
-    from polyglot_lab.probes.m00_setup import draws
     return draws()
 
 
 @registry.check("seeding", "reproducible")
 def reproducible(ctx: CheckContext):
-    out = ctx.outputs(probes.seeding)
+    out = ctx.outputs(seeding)
     first, again, other = out["first"], out["again"], out["other"]
     not_repeated = [g for g in GENERATORS if not np.array_equal(first.get(g), again.get(g))]
     if not_repeated:
@@ -135,7 +186,7 @@ def reproducible(ctx: CheckContext):
 
 @registry.check("seeding", "matches_reference")
 def matches_reference(ctx: CheckContext):
-    out = ctx.outputs(probes.seeding)
+    out = ctx.outputs(seeding)
     seed = int(seeding_inputs(ctx)["seed"])
     expected = reference_draws(seed)
     first = out["first"]
@@ -147,7 +198,7 @@ def matches_reference(ctx: CheckContext):
 
 @registry.check("seeding", "deterministic_algorithms")
 def deterministic_algorithms(ctx: CheckContext):
-    out = ctx.outputs(probes.seeding)
+    out = ctx.outputs(seeding)
     off = [name for name, key in (("torch", "torch_deterministic"), ("TensorFlow", "tensorflow_deterministic"))
            if not out[key]]
     if off:
@@ -157,6 +208,24 @@ def deterministic_algorithms(ctx: CheckContext):
 
 
 # -- threads ---------------------------------------------------------------------------------
+# <kernel>
+@probe(torch_threads=VALUE, options_type=VALUE, intra_op_num_threads=VALUE, inter_op_num_threads=VALUE)
+def threads(ns, io):
+    import torch
+
+    before = torch.get_num_threads()
+    n = int(io.inputs["n"])
+    try:
+        options = need(ns, "configure_threads")(n)
+        io.save(torch_threads=torch.get_num_threads(),
+                options_type=type(options).__module__ + "." + type(options).__name__,
+                intra_op_num_threads=getattr(options, "intra_op_num_threads", None),
+                inter_op_num_threads=getattr(options, "inter_op_num_threads", None))
+    finally:
+        torch.set_num_threads(before)  # leave the notebook as fast as it was
+# </kernel>
+
+
 @registry.inputs("threads")
 def threads_inputs(ctx: CheckContext) -> dict:
     return {"n": np.int64(ctx.rng("threads").integers(1, 4))}
@@ -165,7 +234,7 @@ def threads_inputs(ctx: CheckContext) -> dict:
 @registry.check("threads", "torch_threads")
 def torch_threads(ctx: CheckContext):
     n = int(threads_inputs(ctx)["n"])
-    found = ctx.outputs(probes.threads)["torch_threads"]
+    found = ctx.outputs(threads)["torch_threads"]
     if found != n:
         raise CheckFailed(f"After configure_threads({n}), torch uses {found} threads.", expected=str(n), found=str(found),
                           hint="torch.set_num_threads(n)")
@@ -175,7 +244,7 @@ def torch_threads(ctx: CheckContext):
 @registry.check("threads", "ort_options")
 def ort_options(ctx: CheckContext):
     n = int(threads_inputs(ctx)["n"])
-    out = ctx.outputs(probes.threads)
+    out = ctx.outputs(threads)
     if not out["options_type"].endswith("SessionOptions"):
         raise CheckFailed("configure_threads must return an onnxruntime.SessionOptions.",
                           expected="onnxruntime.SessionOptions", found=out["options_type"])

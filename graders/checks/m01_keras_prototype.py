@@ -2,8 +2,11 @@
 the grader reads back their shapes, layers and predictions and decides here."""
 from __future__ import annotations
 
-
+# <kernel>  imports of the probes (the kernel side, written to the probes file by `make notebooks`)
 import numpy as np
+
+from polyglot_lab.probe import ARRAY, FILE, VALUE, need, probe
+# </kernel>
 
 from graders.checks import (
     CheckContext,
@@ -14,7 +17,6 @@ from graders.checks import (
 )
 from graders.checks.compare import expect_close
 from polyglot_lab.data import digits
-from polyglot_lab.probes import m01_keras_prototype as probes
 
 registry = Registry("01_keras_prototype")
 PARAM_BUDGET = 20_000
@@ -47,7 +49,32 @@ def load_keras_model(ctx: CheckContext, path, what: str) -> KerasFile:
     return KerasFile(ctx, path, what)
 
 
+# <kernel>  helpers of this module's probes
+def _describe_loss(loss):
+    if loss is None or isinstance(loss, str):
+        return {"name": loss}
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    name = config.get("name") or getattr(loss, "__name__", None) or type(loss).__name__
+    return {"name": name, "from_logits": config.get("from_logits", getattr(loss, "from_logits", None))}
+# </kernel>
+
+
 # -- split -----------------------------------------------------------------------------------
+# <kernel>
+@probe(X_train=ARRAY, X_test=ARRAY, y_train=ARRAY, y_test=ARRAY)
+def split(ns, io):
+    inputs = io.inputs
+    result = need(ns, "prepare_data")(inputs["X"], inputs["y"], int(inputs["seed"]))
+    if not isinstance(result, (tuple, list)) or len(result) != 5:
+        raise TypeError("prepare_data must return 5 values (X_train, X_test, y_train, y_test, scaler), "
+                        f"it returned {type(result).__name__}"
+                        + (f" of length {len(result)}" if hasattr(result, "__len__") else ""))
+    X_train, X_test, y_train, y_test, _scaler = result
+    io.save(X_train=np.asarray(X_train), X_test=np.asarray(X_test),
+            y_train=np.asarray(y_train), y_test=np.asarray(y_test))
+# </kernel>
+
+
 @registry.inputs("split")
 def split_inputs(ctx: CheckContext) -> dict:
     X, y = digits()
@@ -61,7 +88,7 @@ def reference_split(X, y, seed):
 
 @registry.check("split", "split_rows")
 def split_rows(ctx: CheckContext):
-    out, given = ctx.outputs(probes.split), split_inputs(ctx)
+    out, given = ctx.outputs(split), split_inputs(ctx)
     _, _, y_train, y_test = reference_split(given["X"], given["y"], int(given["seed"]))
     for name, expected in (("X_train", (len(y_train), 64)), ("X_test", (len(y_test), 64))):
         if out[name].shape != expected:
@@ -88,7 +115,7 @@ def _standardised(a: np.ndarray, tol=1e-3) -> bool:
 
 @registry.check("split", "leak_free_scaling")
 def leak_free_scaling(ctx: CheckContext):
-    out = ctx.outputs(probes.split)
+    out = ctx.outputs(split)
     X_train, X_test = np.asarray(out["X_train"], np.float64), np.asarray(out["X_test"], np.float64)
     if X_train.ndim != 2 or X_test.ndim != 2:
         raise CheckFailed("X_train and X_test must be 2-D arrays.", found=f"{describe_array(X_train)}, {describe_array(X_test)}")
@@ -116,7 +143,7 @@ def leak_free_scaling(ctx: CheckContext):
 
 @registry.check("split", "integer_labels")
 def integer_labels(ctx: CheckContext):
-    out = ctx.outputs(probes.split)
+    out = ctx.outputs(split)
     for name in ("y_train", "y_test"):
         labels = np.asarray(out[name])
         if labels.ndim == 2 and labels.shape[1] == 10:
@@ -133,7 +160,7 @@ def integer_labels(ctx: CheckContext):
 
 # -- model -----------------------------------------------------------------------------------
 def built_model(ctx: CheckContext):
-    saved = ctx.outputs(probes.model).get("model.keras")  # ctx.outputs says why there is none, when it knows
+    saved = ctx.outputs(model).get("model.keras")  # ctx.outputs says why there is none, when it knows
     if saved is None:
         raise CheckFailed("The model build_model() returned was not saved as a plain file.")
     return ctx.cached("built_model", lambda: load_keras_model(ctx, saved, "The model build_model() returned"))
@@ -141,6 +168,16 @@ def built_model(ctx: CheckContext):
 
 def _shape(shape):
     return tuple(shape[0]) if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)) else tuple(shape)
+
+
+# <kernel>
+@probe(**{"model.keras": FILE})
+def model(ns, io):
+    built = need(ns, "build_model")()
+    if not hasattr(built, "save"):
+        raise TypeError(f"build_model must return a keras.Model, it returned {type(built).__name__}")
+    built.save(io.output_path("model.keras"))
+# </kernel>
 
 
 @registry.check("model", "io_shapes")
@@ -192,9 +229,24 @@ def softmax_once(ctx: CheckContext):
 
 
 # -- train -----------------------------------------------------------------------------------
+# <kernel>
+@probe(loss=VALUE, callbacks=VALUE, history=VALUE)
+def train(ns, io):
+    trained, history, callbacks = need(ns, "model"), need(ns, "history"), need(ns, "callbacks")
+    io.save(
+        loss=_describe_loss(getattr(trained, "loss", None)),
+        callbacks=[{"type": type(cb).__name__,
+                    "monitor": getattr(cb, "monitor", None),
+                    "restore_best_weights": getattr(cb, "restore_best_weights", None)}
+                   for cb in list(callbacks)],
+        history={str(k): [float(v) for v in values] for k, values in dict(history.history).items()},
+    )
+# </kernel>
+
+
 @registry.check("train", "loss_matches_labels")
 def loss_matches_labels(ctx: CheckContext):
-    loss = ctx.outputs(probes.train)["loss"]
+    loss = ctx.outputs(train)["loss"]
     name = str(loss.get("name") or "")
     normalized = name.replace("_", "").lower()
     if normalized == "categoricalcrossentropy":
@@ -211,7 +263,7 @@ def loss_matches_labels(ctx: CheckContext):
 
 @registry.check("train", "early_stopping")
 def early_stopping(ctx: CheckContext):
-    callbacks = ctx.outputs(probes.train)["callbacks"]
+    callbacks = ctx.outputs(train)["callbacks"]
     stoppers = [cb for cb in callbacks if cb["type"] == "EarlyStopping"]
     if not stoppers:
         raise CheckFailed("No EarlyStopping callback in `callbacks`.", found=str([cb["type"] for cb in callbacks]),
@@ -226,7 +278,7 @@ def early_stopping(ctx: CheckContext):
 
 @registry.check("train", "curves_recorded")
 def curves_recorded(ctx: CheckContext):
-    history = ctx.outputs(probes.train)["history"]
+    history = ctx.outputs(train)["history"]
     missing = [k for k in ("loss", "val_loss", "accuracy", "val_accuracy") if k not in history]
     if missing:
         raise CheckFailed(f"history.history lacks {', '.join(missing)}.", found=str(sorted(history)),
@@ -238,6 +290,21 @@ def curves_recorded(ctx: CheckContext):
 
 
 # -- plot ------------------------------------------------------------------------------------
+# <kernel>
+@probe(lines=VALUE, n_axes=VALUE)
+def plot(ns, io):
+    import matplotlib.pyplot as plt
+
+    given = {k: io.inputs[k].tolist() for k in ("loss", "val_loss", "accuracy", "val_accuracy")}
+    figure = need(ns, "plot_history")(given)
+    if not hasattr(figure, "axes"):
+        raise TypeError(f"plot_history must return the matplotlib Figure, it returned {type(figure).__name__}")
+    lines = [np.asarray(line.get_ydata(), dtype=float).tolist() for ax in figure.axes for line in ax.get_lines()]
+    io.save(lines=lines, n_axes=len(figure.axes))
+    plt.close(figure)
+# </kernel>
+
+
 @registry.inputs("plot")
 def plot_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("plot")
@@ -249,7 +316,7 @@ def plot_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("plot", "four_curves")
 def four_curves(ctx: CheckContext):
-    out, given = ctx.outputs(probes.plot), plot_inputs(ctx)
+    out, given = ctx.outputs(plot), plot_inputs(ctx)
     lines = [np.asarray(line, dtype=float) for line in out["lines"]]
     missing = [k for k, series in given.items()
                if not any(line.shape == series.shape and np.allclose(line, series) for line in lines)]
@@ -285,6 +352,15 @@ def holdout_accuracy(ctx: CheckContext):
 
 
 # -- backends --------------------------------------------------------------------------------
+# <kernel>
+@probe(torch_predictions=ARRAY)
+def backends(ns, io):
+    inputs = io.inputs
+    predictions = need(ns, "predict_under_backend")(str(inputs["path"]), "torch", inputs["X"])
+    io.save(torch_predictions=np.asarray(predictions, dtype=np.float64))
+# </kernel>
+
+
 @registry.inputs("backends")
 def backends_inputs(ctx: CheckContext) -> dict:
     X, _ = digits()
@@ -295,7 +371,7 @@ def backends_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("backends", "torch_backend_parity")
 def torch_backend_parity(ctx: CheckContext):
-    found = ctx.outputs(probes.backends)["torch_predictions"]
+    found = ctx.outputs(backends)["torch_predictions"]
     expected = saved_model(ctx).predict(backends_inputs(ctx)["X"])  # TensorFlow's, in the checker
     diff = expect_close(found, expected, "The torch-backend predictions",
                         mistake="The torch-backend predictions differ from TensorFlow's.",

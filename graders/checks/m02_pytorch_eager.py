@@ -3,9 +3,15 @@ with reference code (torch's own layers, Keras for the port) on inputs chosen at
 state dict are opened only by the sandboxed checker (ctx.run)."""
 from __future__ import annotations
 
-import itertools
-
+# <kernel>  imports of the probes (the kernel side, written to the probes file by `make notebooks`)
 import numpy as np
+import torch
+
+from polyglot_lab import models
+from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe
+# </kernel>
+
+import itertools
 
 from graders.checks import (
     CheckContext,
@@ -24,10 +30,7 @@ from graders.checks.compare import (
     softmax,
 )
 from graders.data import holdout_digits
-from polyglot_lab import models
 from polyglot_lab.data import digits
-from polyglot_lab.probes.m02_pytorch_eager import TRAINING_HIDDEN, training_setup
-from polyglot_lab.probes import m02_pytorch_eager as probes
 
 registry = Registry("02_pytorch_eager")
 GRAD_ATOL = 1e-8          # float64 inputs
@@ -80,7 +83,64 @@ def returns_logits_check(logits, what: str) -> str:
     return "returns logits (the softmax lives in the loss)"
 
 
+# <kernel>  helpers of this module's probes
+def _tensor(array) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _module(obj, made_by: str) -> torch.nn.Module:
+    if not isinstance(obj, torch.nn.Module):
+        raise TypeError(f"{made_by} must give a torch.nn.Module, it gave {type(obj).__name__}")
+    return obj
+
+
+def _state(module: torch.nn.Module) -> dict:
+    """The module's state dict as arrays (an ARRAYS output)."""
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def _weights(inputs: dict, name: str) -> dict:
+    """The grader's weights for a model: the input `name`, a state dict of arrays."""
+    return {k: _tensor(v) for k, v in inputs[name].items()}
+
+
+def _load(module: torch.nn.Module, weights: dict, what: str) -> None:
+    expected, found = sorted(weights), sorted(module.state_dict())
+    if expected != found:
+        raise KeyError(f"{what}'s state_dict keys must be {expected}, they are {found}")
+    module.load_state_dict(weights)
+
+
+TRAINING_HIDDEN = 8  # few weights, large steps: each known mistake moves them visibly
+
+
+def training_setup(inputs: dict):
+    """The model, batches, optimizer and scheduler of the train_epoch probe (the grader replays the same)."""
+    net = models.bn_net(hidden=TRAINING_HIDDEN)
+    net.load_state_dict(_weights(inputs, "net"))
+    net.eval()  # train_epoch must switch to train mode itself
+    X, y, size = _tensor(inputs["X"]), _tensor(inputs["y"]), int(inputs["batch_size"])
+    batches = [(X[i:i + size], y[i:i + size]) for i in range(0, len(X), size)]
+    optimizer = torch.optim.SGD(net.parameters(), lr=float(inputs["lr"]), momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(inputs["step_size"]), gamma=0.5)
+    return net, batches, optimizer, scheduler
+# </kernel>
+
+
 # -- port --------------------------------------------------------------------------------------
+# <kernel>
+@probe(logits=ARRAY, state=ARRAYS)
+def port(ns, io):
+    inputs = io.inputs
+    keras_model = models.build_keras_baseline()
+    keras_model.set_weights([inputs[f"keras_{i}"] for i in range(len(keras_model.weights))])
+    net = _module(need(ns, "port_keras_weights")(keras_model), "port_keras_weights").eval()
+    with torch.no_grad():
+        logits = net(_tensor(inputs["X"]))
+    io.save(logits=logits, state=_state(net))
+# </kernel>
+
+
 @registry.inputs("port")
 def port_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("port")
@@ -142,7 +202,7 @@ def diagnose_port(state: dict[str, np.ndarray], keras_weights: list[np.ndarray])
 
 @registry.check("port", "parity")
 def port_parity(ctx: CheckContext):
-    out, given = ctx.outputs(probes.port), port_inputs(ctx)
+    out, given = ctx.outputs(port), port_inputs(ctx)
     found = np.asarray(out["logits"], np.float64)
     expected = keras_port_reference(ctx)
     if found.shape != expected.shape:
@@ -161,10 +221,35 @@ def port_parity(ctx: CheckContext):
 
 @registry.check("port", "returns_logits")
 def port_returns_logits(ctx: CheckContext):
-    return returns_logits_check(ctx.outputs(probes.port)["logits"], "The ported model")
+    return returns_logits_check(ctx.outputs(port)["logits"], "The ported model")
 
 
 # -- layer_norm --------------------------------------------------------------------------------
+# <kernel>
+@probe(calls=VALUE, out_a=ARRAY, out_b=ARRAY)
+def layer_norm(ns, io):
+    from torch.overrides import TorchFunctionMode
+
+    class CallRecorder(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = set()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls.add(f"{getattr(func, '__module__', None) or ''}.{getattr(func, '__name__', repr(func))}")
+            return func(*args, **(kwargs or {}))
+
+    fn, inputs = need(ns, "layer_norm"), io.inputs
+    recorder = CallRecorder()
+    outputs = {}
+    with recorder:
+        for case in ("a", "b"):
+            outputs[f"out_{case}"] = fn(_tensor(inputs[f"x_{case}"]), _tensor(inputs[f"weight_{case}"]),
+                                        _tensor(inputs[f"bias_{case}"]), float(inputs[f"eps_{case}"]))
+    io.save(calls=sorted(recorder.calls), **outputs)
+# </kernel>
+
+
 @registry.inputs("layer_norm")
 def layer_norm_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("layer_norm")
@@ -210,7 +295,7 @@ LAYER_NORM_MISTAKES = {
 
 @registry.check("layer_norm", "matches_library")
 def layer_norm_matches_library(ctx: CheckContext):
-    out, given = ctx.outputs(probes.layer_norm), layer_norm_inputs(ctx)
+    out, given = ctx.outputs(layer_norm), layer_norm_inputs(ctx)
     for case in ("a", "b"):
         variants = layer_norm_variants(*(given[f"{k}_{case}"] for k in ("x", "weight", "bias", "eps")))
         found, expected = out[f"out_{case}"], variants["reference"]
@@ -232,7 +317,7 @@ def layer_norm_matches_library(ctx: CheckContext):
 
 @registry.check("layer_norm", "from_tensor_ops")
 def layer_norm_from_tensor_ops(ctx: CheckContext):
-    calls = ctx.outputs(probes.layer_norm)["calls"]
+    calls = ctx.outputs(layer_norm)["calls"]
     library = sorted(c for c in calls if any(c.endswith(f".{name}") or c.endswith(name) for name in NORM_FUNCTIONS))
     if library:
         raise CheckFailed("layer_norm calls torch's own normalisation instead of computing it from tensor operations.",
@@ -242,6 +327,21 @@ def layer_norm_from_tensor_ops(ctx: CheckContext):
 
 
 # -- silu --------------------------------------------------------------------------------------
+# <kernel>
+@probe(is_function=VALUE, y=ARRAY, grad=ARRAY)
+def silu(ns, io):
+    function, inputs = need(ns, "SiLUFunction"), io.inputs
+    is_function = isinstance(function, type) and issubclass(function, torch.autograd.Function)
+    io.save(is_function=is_function)
+    if not is_function:
+        return
+    x = _tensor(inputs["x"]).requires_grad_()
+    y = function.apply(x)
+    y.backward(_tensor(inputs["grad_output"]))
+    io.save(y=y, **({"grad": x.grad} if x.grad is not None else {}))
+# </kernel>
+
+
 @registry.inputs("silu")
 def silu_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("silu")
@@ -256,7 +356,7 @@ def silu_reference(x, grad_output) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _silu_outputs(ctx: CheckContext) -> Outputs:
-    out = ctx.outputs(probes.silu)
+    out = ctx.outputs(silu)
     if not out.get("is_function"):
         raise CheckFailed("SiLUFunction is not a torch.autograd.Function.",
                           expected="class SiLUFunction(torch.autograd.Function) with forward(ctx, x) and "
@@ -300,6 +400,18 @@ def silu_backward(ctx: CheckContext):
 
 
 # -- block -------------------------------------------------------------------------------------
+# <kernel>
+@probe(out=ARRAY)
+def block(ns, io):
+    inputs = io.inputs
+    residual = _module(need(ns, "ResidualBlock")(int(inputs["dim"]), int(inputs["hidden"])),
+                       "ResidualBlock(dim, hidden)")
+    _load(residual, _weights(inputs, "block"), "ResidualBlock")
+    with torch.no_grad():
+        io.save(out=residual(_tensor(inputs["x"])))
+# </kernel>
+
+
 @registry.inputs("block")
 def block_inputs(ctx: CheckContext) -> dict:
     torch = _torch()
@@ -325,7 +437,7 @@ def block_reference(given: dict, residual=True) -> np.ndarray:
 
 @registry.check("block", "matches_library")
 def block_matches_library(ctx: CheckContext):
-    found, given = ctx.outputs(probes.block)["out"], block_inputs(ctx)
+    found, given = ctx.outputs(block)["out"], block_inputs(ctx)
     expected = block_reference(given)
     if close(found, expected):
         return "matches the same block built from torch.nn.functional layers"
@@ -341,6 +453,20 @@ def block_matches_library(ctx: CheckContext):
 
 
 # -- model -------------------------------------------------------------------------------------
+# <kernel>
+@probe(logits=ARRAY, gradients=VALUE)
+def model(ns, io):
+    inputs = io.inputs
+    torch.manual_seed(int(inputs["seed"]))
+    net = _module(need(ns, "DigitsNet")(_tensor(inputs["mean"]), _tensor(inputs["std"])), "DigitsNet(mean, std)")
+    net.train()
+    logits = net(_tensor(inputs["X"]))
+    torch.nn.functional.cross_entropy(logits, _tensor(inputs["y"])).backward()
+    gradients = {name: (None if p.grad is None else float(p.grad.norm())) for name, p in net.named_parameters()}
+    io.save(logits=logits.detach(), gradients=gradients)
+# </kernel>
+
+
 @registry.inputs("model")
 def model_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("model")
@@ -352,7 +478,7 @@ def model_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("model", "every_parameter_learns")
 def every_parameter_learns(ctx: CheckContext):
-    gradients = ctx.outputs(probes.model)["gradients"]
+    gradients = ctx.outputs(model)["gradients"]
     if not gradients:
         raise CheckFailed("DigitsNet has no parameters.", hint="Build its layers in __init__, as attributes of self.")
     stuck = [name for name, norm in gradients.items() if norm is None or norm == 0.0]
@@ -367,10 +493,30 @@ def every_parameter_learns(ctx: CheckContext):
 
 @registry.check("model", "returns_logits")
 def model_returns_logits(ctx: CheckContext):
-    return returns_logits_check(ctx.outputs(probes.model)["logits"], "DigitsNet")
+    return returns_logits_check(ctx.outputs(model)["logits"], "DigitsNet")
 
 
 # -- loader ------------------------------------------------------------------------------------
+# <kernel>
+@probe(first=ARRAY, batch_sizes=VALUE, second_epoch=ARRAY, same_seed=ARRAY, other_seed=ARRAY)
+def loader(ns, io):
+    make_loader, inputs = need(ns, "make_loader"), io.inputs
+    n, batch_size, seed = int(inputs["n"]), int(inputs["batch_size"]), int(inputs["seed"])
+    X = np.repeat(np.arange(n, dtype=np.float32)[:, None], 64, axis=1)
+    y = np.arange(n, dtype=np.int64)  # labels are row ids, so the order of rows shows
+
+    def epoch(loader):
+        return [np.asarray(batch[1]).ravel() for batch in loader]
+
+    first_loader = make_loader(X, y, batch_size, seed)
+    first = epoch(first_loader)
+    io.save(first=np.concatenate(first), batch_sizes=[len(b) for b in first],
+            second_epoch=np.concatenate(epoch(first_loader)),
+            same_seed=np.concatenate(epoch(make_loader(X, y, batch_size, seed))),
+            other_seed=np.concatenate(epoch(make_loader(X, y, batch_size, seed + 1))))
+# </kernel>
+
+
 @registry.inputs("loader")
 def loader_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("loader")
@@ -379,7 +525,7 @@ def loader_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("loader", "reproducible")
 def loader_reproducible(ctx: CheckContext):
-    out = ctx.outputs(probes.loader)
+    out = ctx.outputs(loader)
     if not np.array_equal(out["first"], out["same_seed"]):
         raise CheckFailed("Two loaders made with the same seed give different orders: the run is not reproducible.",
                           hint="Shuffle with a generator seeded by `seed`: DataLoader(..., shuffle=True, "
@@ -392,7 +538,7 @@ def loader_reproducible(ctx: CheckContext):
 
 @registry.check("loader", "shuffles_every_row")
 def loader_shuffles_every_row(ctx: CheckContext):
-    out, given = ctx.outputs(probes.loader), loader_inputs(ctx)
+    out, given = ctx.outputs(loader), loader_inputs(ctx)
     n, size = given["n"], given["batch_size"]
     rows = np.arange(n)
     for name in ("first", "second_epoch"):
@@ -414,6 +560,16 @@ def loader_shuffles_every_row(ctx: CheckContext):
 
 # -- train_epoch -------------------------------------------------------------------------------
 LOOP_STEPS = ("train_mode", "zero_grad", "loss_on_logits", "clipping", "schedule")
+
+
+# <kernel>
+@probe(returned=VALUE, lr=VALUE, state=ARRAYS)
+def train_epoch(ns, io):
+    inputs = io.inputs
+    net, batches, optimizer, scheduler = training_setup(inputs)
+    returned = need(ns, "train_epoch")(net, batches, optimizer, scheduler, float(inputs["max_grad_norm"]))
+    io.save(returned=float(returned), lr=float(optimizer.param_groups[0]["lr"]), state=_state(net))
+# </kernel>
 
 
 @registry.inputs("train_epoch")
@@ -455,7 +611,7 @@ def identify_loop(ctx: CheckContext):
     """Which reference steps the learner's loop leaves out: the smallest set whose replay gives the same
     weights, or None when no combination of the known mistakes does."""
     def load():
-        out, given = ctx.outputs(probes.train_epoch), train_epoch_inputs(ctx)
+        out, given = ctx.outputs(train_epoch), train_epoch_inputs(ctx)
         found = out["state"]
         match = None
         for count in range(len(LOOP_STEPS) + 1):
@@ -511,7 +667,7 @@ for _step in LOOP_STEPS:
 
 @registry.check("train_epoch", "returns_mean_loss")
 def returns_mean_loss(ctx: CheckContext):
-    returned = float(ctx.outputs(probes.train_epoch)["returned"])
+    returned = float(ctx.outputs(train_epoch)["returned"])
     match = identify_loop(ctx)
     _, loss, _ = match if match else replay_epoch(train_epoch_inputs(ctx))
     if not close(returned, loss):
@@ -521,6 +677,20 @@ def returns_mean_loss(ctx: CheckContext):
 
 
 # -- predict -----------------------------------------------------------------------------------
+# <kernel>
+@probe(logits=ARRAY, requires_grad=VALUE)
+def predict(ns, io):
+    inputs = io.inputs
+    net = models.bn_net(dropout=0.5)
+    net.load_state_dict(_weights(inputs, "net"))
+    net.train()  # as a training loop leaves it
+    logits = need(ns, "predict")(net, inputs["X"])
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"predict must return a torch.Tensor, it returned {type(logits).__name__}")
+    io.save(logits=logits.detach(), requires_grad=bool(logits.requires_grad))
+# </kernel>
+
+
 @registry.inputs("predict")
 def predict_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("predict")
@@ -540,7 +710,7 @@ def predict_reference(given: dict) -> np.ndarray:
 
 @registry.check("predict", "eval_mode")
 def predict_eval_mode(ctx: CheckContext):
-    found, given = ctx.outputs(probes.predict)["logits"], predict_inputs(ctx)
+    found, given = ctx.outputs(predict)["logits"], predict_inputs(ctx)
     expected = predict_reference(given)
     expect_close(found, expected, "predict's outputs",
                  mistake="The predictions are not the model's eval-mode outputs: the model was left in train mode, "
@@ -551,7 +721,7 @@ def predict_eval_mode(ctx: CheckContext):
 
 @registry.check("predict", "no_grad")
 def predict_no_grad(ctx: CheckContext):
-    if ctx.outputs(probes.predict)["requires_grad"]:
+    if ctx.outputs(predict)["requires_grad"]:
         raise CheckFailed("predict builds an autograd graph it never uses: its output requires grad.",
                           expected="requires_grad=False", found="requires_grad=True",
                           hint="Decorate it with @torch.no_grad() (or use torch.inference_mode()).")
@@ -559,9 +729,17 @@ def predict_no_grad(ctx: CheckContext):
 
 
 # -- fit ---------------------------------------------------------------------------------------
+# <kernel>
+@probe(history=VALUE)
+def fit(ns, io):
+    history = need(ns, "history")
+    io.save(history={str(k): [float(v) for v in values] for k, values in dict(history).items()})
+# </kernel>
+
+
 @registry.check("fit", "curves")
 def fit_curves(ctx: CheckContext):
-    history = ctx.outputs(probes.fit)["history"]
+    history = ctx.outputs(fit)["history"]
     missing = [k for k in ("train_loss", "val_accuracy", "lr") if k not in history]
     if missing:
         raise CheckFailed(f"history lacks {', '.join(missing)}.", found=str(sorted(history)),
@@ -665,6 +843,23 @@ def program_gpu_parity(ctx: CheckContext):
 HOOK_WIDTHS = [64, 40, 40, 40, 10]
 
 
+# <kernel>
+@probe(stats=VALUE, hooks_left=VALUE, dead_public=VALUE, dead_hidden=VALUE)
+def hooks(ns, io):
+    inputs = io.inputs
+    widths = [int(w) for w in inputs["widths"]]
+    x = _tensor(inputs["x"])
+    for tag in ("public", "hidden"):
+        net = models.relu_mlp(widths)
+        net.load_state_dict(_weights(inputs, tag))
+        if tag == "public":
+            stats = need(ns, "activation_stats")(net, x)
+            io.save(stats={str(name): {k: float(v) for k, v in dict(s).items()} for name, s in dict(stats).items()},
+                    hooks_left=sum(len(m._forward_hooks) for m in net.modules()))
+        io.save(**{f"dead_{tag}": need(ns, "find_dead_layer")(net, x)})
+# </kernel>
+
+
 @registry.inputs("hooks")
 def hooks_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("hooks")
@@ -698,7 +893,7 @@ def first_dead(stats: dict) -> str:
 
 @registry.check("hooks", "stats_match")
 def hooks_stats_match(ctx: CheckContext):
-    found, expected = ctx.outputs(probes.hooks)["stats"], hooks_reference(hooks_inputs(ctx), "public")
+    found, expected = ctx.outputs(hooks)["stats"], hooks_reference(hooks_inputs(ctx), "public")
     missing = [name for name in expected if name not in found]
     if missing:
         raise CheckFailed(f"activation_stats has no entry for: {', '.join(missing)}.",
@@ -717,7 +912,7 @@ def hooks_stats_match(ctx: CheckContext):
 
 @registry.check("hooks", "hooks_removed")
 def hooks_removed(ctx: CheckContext):
-    left = ctx.outputs(probes.hooks)["hooks_left"]
+    left = ctx.outputs(hooks)["hooks_left"]
     if left:
         raise CheckFailed(f"activation_stats leaves {left} hook(s) registered: every later forward pass still runs "
                           "them (slower, and they keep activations alive).", expected="0 hooks after the call",
@@ -729,7 +924,7 @@ def hooks_removed(ctx: CheckContext):
 def _dead_layer_check(tag: str):
     def check(ctx: CheckContext):
         expected = first_dead(hooks_reference(hooks_inputs(ctx), tag))
-        found = ctx.outputs(probes.hooks)[f"dead_{tag}"]
+        found = ctx.outputs(hooks)[f"dead_{tag}"]
         if found != expected:
             raise CheckFailed("find_dead_layer names the wrong layer." if found else "find_dead_layer found no dead layer.",
                               expected=f"'{expected}' (the first module whose output is all zeros)", found=repr(found),
@@ -744,6 +939,23 @@ registry.check("hooks", "dead_layer_hidden")(_dead_layer_check("hidden"))
 
 
 # -- branch ------------------------------------------------------------------------------------
+# <kernel>
+@probe(eager=ARRAY, exported=ARRAY, export_error=VALUE)
+def branch(ns, io):
+    inputs = io.inputs
+    module = _module(need(ns, "Abstain")(float(inputs["threshold"])), "Abstain(threshold)")
+    with torch.no_grad():
+        io.save(eager=module(_tensor(inputs["logits"])))
+    try:
+        batch = torch.export.Dim("batch")
+        program = torch.export.export(module, (_tensor(inputs["logits"][:3]),), dynamic_shapes=({0: batch},))
+        with torch.no_grad():
+            io.save(exported=program.module()(_tensor(inputs["other_logits"])))
+    except Exception as exc:  # noqa: BLE001 - a failed export is the finding, not a probe error
+        io.save(export_error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}")
+# </kernel>
+
+
 @registry.inputs("branch")
 def branch_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("branch")
@@ -761,7 +973,7 @@ def abstain_reference(logits, threshold) -> np.ndarray:
 
 @registry.check("branch", "matches_eager")
 def branch_matches_eager(ctx: CheckContext):
-    out, given = ctx.outputs(probes.branch), branch_inputs(ctx)
+    out, given = ctx.outputs(branch), branch_inputs(ctx)
     expected, found = abstain_reference(given["logits"], given["threshold"]), np.asarray(out["eager"])
     if found.shape != expected.shape or not np.array_equal(found, expected):
         wrong = int((found != expected).sum()) if found.shape == expected.shape else len(expected)
@@ -776,7 +988,7 @@ def branch_matches_eager(ctx: CheckContext):
 
 @registry.check("branch", "exports")
 def branch_exports(ctx: CheckContext):
-    out, given = ctx.outputs(probes.branch), branch_inputs(ctx)
+    out, given = ctx.outputs(branch), branch_inputs(ctx)
     if "export_error" in out:
         data_dependent = any(w in out["export_error"] for w in ("data-dependent", "DataDependent", "GuardOn"))
         raise CheckFailed("torch.export could not export Abstain" + (

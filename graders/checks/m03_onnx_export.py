@@ -4,10 +4,16 @@ nodes, small constants, sizes) and their runs in ONNX Runtime (CheckerSession). 
 DigitsNet (polyglot_lab.models), built here from the tensors the checker read out of the notebook's state dict."""
 from __future__ import annotations
 
-from pathlib import Path
-from types import SimpleNamespace
+# <kernel>  imports of the probes (the kernel side, written to the probes file by `make notebooks`)
+from contextlib import contextmanager
 
 import numpy as np
+
+from polyglot_lab.probe import ARRAY, VALUE, need, probe
+# </kernel>
+
+from pathlib import Path
+from types import SimpleNamespace
 
 from graders.checks import (
     CheckContext,
@@ -19,7 +25,6 @@ from graders.checks import (
 from graders.checks.compare import close, expect_close, looks_like_probabilities, softmax
 from graders.data import holdout_digits
 from polyglot_lab import models
-from polyglot_lab.probes import m03_onnx_export as probes
 
 registry = Registry("03_onnx_export")
 FLOAT_FILE, STATE_FILE = registry.artifacts("export")
@@ -35,6 +40,28 @@ ARTIFACT_HINTS = {
     GUARD_FILE: "torch.onnx.export(module, (example,), 'guard.onnx', dynamo=True, ...) once the export succeeds.",
     INT8_FILE: "quantize_dynamic('digits.onnx', 'digits_int8.onnx', weight_type=QuantType.QInt8)",
 }
+
+
+# <kernel>  helpers of this module's probes
+def _model_file(io, name: str) -> str:
+    """The path of the grader's model `name` (an input file, <name>.onnx)."""
+    return str(io.input_file(f"{name}.onnx"))
+
+
+@contextmanager
+def _recording(cls, seen: list):
+    """Record the arguments each new instance of `cls` is made with (the providers a session is given)."""
+    original = cls.__init__
+
+    def init(self, *args, **kwargs):
+        seen.append((args, kwargs))
+        original(self, *args, **kwargs)
+    cls.__init__ = init
+    try:
+        yield seen
+    finally:
+        cls.__init__ = original
+# </kernel>
 
 
 # -- loading artifacts -------------------------------------------------------------------------
@@ -142,6 +169,13 @@ def reference_logits(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
 
 
 # -- export ------------------------------------------------------------------------------------
+# <kernel>
+@probe(external_data=VALUE)
+def export(ns, io):
+    io.save(external_data=bool(need(ns, "EXTERNAL_DATA")))
+# </kernel>
+
+
 @registry.check("export", "loads")
 def export_loads(ctx: CheckContext):
     graph = load_onnx(ctx, FLOAT_FILE, "export")
@@ -231,7 +265,7 @@ def export_parity(ctx: CheckContext):
 
 @registry.check("export", "external_data_choice")
 def export_external_data_choice(ctx: CheckContext):
-    declared = bool(ctx.outputs(probes.export)["external_data"])
+    declared = bool(ctx.outputs(export)["external_data"])
     used = data_files(ctx, FLOAT_FILE, "export")
     if declared and not used:
         raise CheckFailed("EXTERNAL_DATA is True, but digits.onnx holds its weights itself.",
@@ -275,6 +309,22 @@ def grader_model(ctx: CheckContext, broken: bool = False):
 
 
 
+# <kernel>
+@probe(value_info=VALUE, broken_error=VALUE)
+def validate(ns, io):
+    validate_onnx = need(ns, "validate_onnx")
+    inferred = validate_onnx(_model_file(io, "good"))
+    if not hasattr(inferred, "graph"):
+        raise TypeError(f"validate_onnx must return the shape-inferred onnx.ModelProto, it returned {type(inferred).__name__}")
+    try:
+        validate_onnx(_model_file(io, "broken"))
+        broken_error = None
+    except Exception as exc:  # noqa: BLE001 - raising is what a validator must do here
+        broken_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+    io.save(value_info=sorted(v.name for v in inferred.graph.value_info), broken_error=broken_error)
+# </kernel>
+
+
 @registry.inputs("validate")
 def validate_inputs(ctx: CheckContext) -> dict:
     return {"good.onnx": grader_model(ctx).SerializeToString(),
@@ -283,7 +333,7 @@ def validate_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("validate", "catches_invalid")
 def validate_catches_invalid(ctx: CheckContext):
-    error = ctx.outputs(probes.validate)["broken_error"]
+    error = ctx.outputs(validate)["broken_error"]
     if error is None:
         raise CheckFailed("validate_onnx accepted a model with a type error (an int64 bias added to float "
                           "activations): the plain checker does not run shape inference.",
@@ -297,7 +347,7 @@ def validate_shapes_inferred(ctx: CheckContext):
     import onnx
 
     expected = sorted(v.name for v in onnx.shape_inference.infer_shapes(grader_model(ctx)).graph.value_info)
-    found = ctx.outputs(probes.validate)["value_info"]
+    found = ctx.outputs(validate)["value_info"]
     if found != expected:
         raise CheckFailed("validate_onnx does not return the model with its intermediate shapes inferred.",
                           expected=f"value_info for {len(expected)} intermediate tensors",
@@ -307,6 +357,20 @@ def validate_shapes_inferred(ctx: CheckContext):
 
 
 # -- inspect -----------------------------------------------------------------------------------
+# <kernel>
+@probe(report=VALUE)
+def inspect(ns, io):
+    report = dict(need(ns, "inspect_onnx")(_model_file(io, "good")))
+    plain = {
+        "opset": int(report.get("opset", -1)),
+        "inputs": {str(k): [d if isinstance(d, str) else int(d) for d in v] for k, v in dict(report.get("inputs", {})).items()},
+        "outputs": {str(k): [d if isinstance(d, str) else int(d) for d in v] for k, v in dict(report.get("outputs", {})).items()},
+        "ops": {str(k): int(v) for k, v in dict(report.get("ops", {})).items()},
+    }
+    io.save(report=plain)
+# </kernel>
+
+
 @registry.inputs("inspect")
 def inspect_inputs(ctx: CheckContext) -> dict:
     return {"good.onnx": grader_model(ctx).SerializeToString()}
@@ -325,7 +389,7 @@ def inspect_reference(model) -> dict:
 
 @registry.check("inspect", "matches")
 def inspect_matches(ctx: CheckContext):
-    found, expected = ctx.outputs(probes.inspect)["report"], inspect_reference(grader_model(ctx))
+    found, expected = ctx.outputs(inspect)["report"], inspect_reference(grader_model(ctx))
     for key in ("opset", "inputs", "outputs", "ops"):
         if found.get(key) != expected[key]:
             raise CheckFailed(f"inspect_onnx's '{key}' is wrong for a model of the grader's.",
@@ -338,6 +402,28 @@ def inspect_matches(ctx: CheckContext):
 
 
 # -- runtime -----------------------------------------------------------------------------------
+# <kernel>
+@probe(providers_given=VALUE, providers=VALUE, intra_op_threads=VALUE, reference_predictions=ARRAY, evaluators=VALUE)
+def runtime(ns, io):
+    import onnxruntime
+    from onnx.reference import ReferenceEvaluator
+
+    path, inputs = _model_file(io, "good"), io.inputs
+    with _recording(onnxruntime.InferenceSession, []) as sessions:
+        session = need(ns, "make_session")(path, int(inputs["threads"]))
+    if not isinstance(session, onnxruntime.InferenceSession):
+        raise TypeError(f"make_session must return an onnxruntime.InferenceSession, it returned {type(session).__name__}")
+    args, kwargs = sessions[-1] if sessions else ((), {})
+    providers = kwargs.get("providers", args[2] if len(args) > 2 else None)
+    io.save(providers_given=[p if isinstance(p, str) else str(p[0]) for p in providers] if providers else None,
+            providers=list(session.get_providers()),
+            intra_op_threads=int(session.get_session_options().intra_op_num_threads))
+    with _recording(ReferenceEvaluator, []) as evaluators:
+        predictions = need(ns, "reference_predict")(path, inputs["X"])
+    io.save(reference_predictions=np.asarray(predictions, dtype=np.float64), evaluators=len(evaluators))
+# </kernel>
+
+
 @registry.inputs("runtime")
 def runtime_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("runtime")
@@ -354,7 +440,7 @@ def expected_providers(device: str) -> list[str]:
 
 @registry.check("runtime", "explicit_providers")
 def runtime_explicit_providers(ctx: CheckContext):
-    out = ctx.outputs(probes.runtime)
+    out = ctx.outputs(runtime)
     if not out["providers_given"]:
         raise CheckFailed("make_session leaves the choice of execution providers to ONNX Runtime.",
                           expected="providers=[...] passed explicitly", found="no providers argument",
@@ -369,7 +455,7 @@ def runtime_explicit_providers(ctx: CheckContext):
 
 @registry.check("runtime", "threads")
 def runtime_threads(ctx: CheckContext):
-    found, wanted = ctx.outputs(probes.runtime)["intra_op_threads"], runtime_inputs(ctx)["threads"]
+    found, wanted = ctx.outputs(runtime)["intra_op_threads"], runtime_inputs(ctx)["threads"]
     if found != wanted:
         raise CheckFailed("The session does not use the number of threads asked for.",
                           expected=f"intra_op_num_threads = {wanted}", found=str(found),
@@ -381,7 +467,7 @@ def runtime_threads(ctx: CheckContext):
 def runtime_reference_evaluator(ctx: CheckContext):
     import onnxruntime as ort
 
-    out, given = ctx.outputs(probes.runtime), runtime_inputs(ctx)
+    out, given = ctx.outputs(runtime), runtime_inputs(ctx)
     if not out["evaluators"]:
         raise CheckFailed("reference_predict does not use onnx.reference.ReferenceEvaluator: it is the second, "
                           "independent oracle.", hint="ReferenceEvaluator(path).run(None, {input_name: X})[0]")
@@ -431,6 +517,14 @@ def size_ratio(ctx: CheckContext) -> float:
     return load_onnx(ctx, INT8_FILE, "quantize")["bytes"] / load_onnx(ctx, FLOAT_FILE, "quantize")["bytes"]
 
 
+# <kernel>
+@probe(report=VALUE)
+def quantize(ns, io):
+    report = dict(need(ns, "report"))
+    io.save(report={str(k): (float(v) if isinstance(v, (int, float, np.number)) else str(v)) for k, v in report.items()})
+# </kernel>
+
+
 @registry.check("quantize", "smaller")
 def quantize_smaller(ctx: CheckContext):
     ratio = size_ratio(ctx)
@@ -466,7 +560,7 @@ def median_latency(session: CheckerSession, X: np.ndarray, repeats: int = 30) ->
 
 @registry.check("quantize", "report")
 def quantize_report(ctx: CheckContext):
-    report = ctx.outputs(probes.quantize)["report"]
+    report = ctx.outputs(quantize)["report"]
     missing = [k for k in ("size_ratio", "accuracy_change", "latency_ratio") if not isinstance(report.get(k), float)]
     if missing:
         raise CheckFailed(f"report lacks a number for {', '.join(missing)}.", found=str(report),

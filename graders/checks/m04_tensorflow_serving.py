@@ -4,10 +4,14 @@ the SavedModel, the LiteRT files, and the learner's codec behind a real server. 
 the grader's own models are computed here."""
 from __future__ import annotations
 
+# <kernel>  imports of the probes (the kernel side, written to the probes file by `make notebooks`)
+import numpy as np
+
+from polyglot_lab.probe import ARRAY, VALUE, need, probe
+# </kernel>
+
 import math
 from pathlib import Path
-
-import numpy as np
 
 from graders.checks import (
     CheckContext,
@@ -33,7 +37,6 @@ from graders.checks.runtimes import (
 )
 from graders.data import holdout_digits
 from polyglot_lab import models
-from polyglot_lab.probes import m04_tensorflow_serving as probes
 
 registry = Registry("04_tensorflow_serving")
 _, ONNX_FILE = registry.artifacts("converter")  # onnx_to_tf.py is CONVERTER_FILE, shared with module 05
@@ -141,6 +144,19 @@ def converter_dynamic_batch(ctx: CheckContext):
 
 
 # -- XLA -----------------------------------------------------------------------------------------
+# <kernel>
+@probe(jit_compile=VALUE, logits=ARRAY, report=VALUE)
+def xla(ns, io):
+    import tensorflow as tf
+
+    serve = need(ns, "xla_serve")
+    outputs = serve(tf.constant(io.inputs["X"]))
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs
+    io.save(jit_compile=bool(getattr(serve, "_jit_compile", False)), logits=np.asarray(logits, np.float64),
+            report={str(k): float(v) for k, v in dict(need(ns, "xla_report")).items()})
+# </kernel>
+
+
 @registry.inputs("xla")
 def xla_inputs(ctx: CheckContext) -> dict:
     from polyglot_lab.data import digits
@@ -150,7 +166,7 @@ def xla_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("xla", "jit_compiled")
 def xla_jit_compiled(ctx: CheckContext):
-    if not ctx.outputs(probes.xla)["jit_compile"]:
+    if not ctx.outputs(xla)["jit_compile"]:
         raise CheckFailed("xla_serve is not compiled with XLA.", expected="tf.function(..., jit_compile=True)",
                           found="jit_compile off")
     return "tf.function(jit_compile=True)"
@@ -158,7 +174,7 @@ def xla_jit_compiled(ctx: CheckContext):
 
 @registry.check("xla", "parity")
 def xla_parity(ctx: CheckContext):
-    found, expected = ctx.outputs(probes.xla)["logits"], reference_logits(ctx, xla_inputs(ctx)["X"])
+    found, expected = ctx.outputs(xla)["logits"], reference_logits(ctx, xla_inputs(ctx)["X"])
     diff = expect_close(found, expected, "The XLA-compiled function's logits",
                         mistake="The XLA-compiled function differs from ONNX Runtime.")
     return f"XLA matches ONNX Runtime (max abs diff {diff:.1e})"
@@ -166,7 +182,7 @@ def xla_parity(ctx: CheckContext):
 
 @registry.check("xla", "report")
 def xla_report(ctx: CheckContext):
-    report = ctx.outputs(probes.xla)["report"]
+    report = ctx.outputs(xla)["report"]
     ratio, diff = report.get("speed_ratio"), report.get("max_abs_diff")
     if ratio is None or diff is None or not (0 < ratio < 1000 and math.isfinite(ratio)) or not 0 <= diff < 1e-3:
         raise CheckFailed("xla_report is missing a number or holds an implausible one.",
@@ -387,9 +403,18 @@ def serve_burst(ctx: CheckContext):
 
 
 # -- compare -------------------------------------------------------------------------------------
+# <kernel>
+@probe(latency=VALUE)
+def compare(ns, io):
+    latency = need(ns, "latency")
+    io.save(latency={str(runtime): {str(b): float(r) for b, r in dict(ratios).items()}
+                     for runtime, ratios in dict(latency).items()})
+# </kernel>
+
+
 @registry.check("compare", "latency_table")
 def compare_latency_table(ctx: CheckContext):
-    latency = ctx.outputs(probes.compare)["latency"]
+    latency = ctx.outputs(compare)["latency"]
     missing = [r for r in RUNTIMES if r not in latency or sorted(latency[r]) != ["1", "256"]]
     if missing:
         raise CheckFailed(f"latency lacks batch 1 and 256 ratios for: {', '.join(missing)}.", found=str(sorted(latency)),

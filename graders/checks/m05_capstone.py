@@ -4,11 +4,15 @@ across seven runtimes, and the report's numbers. The artifacts are opened and ru
 (ctx.run); the grader's own reference models run here."""
 from __future__ import annotations
 
+# <kernel>  imports of the probes (the kernel side, written to the probes file by `make notebooks`)
+import numpy as np
+
+from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe
+# </kernel>
+
 import re
 import tempfile
 from pathlib import Path
-
-import numpy as np
 
 from graders.checks import (
     CheckContext,
@@ -42,7 +46,6 @@ from graders.reference_transformer import (
     torch_model,
 )
 from polyglot_lab.sequences import LENGTHS, first_token_returns
-from polyglot_lab.probes import m05_capstone as probes
 
 registry = Registry("05_capstone")
 (KERAS_FILE,) = registry.artifacts("keras")
@@ -209,6 +212,31 @@ def keras_padding(ctx: CheckContext):
 ATTENTION_CASES = {"a": (3, 2, 7, 8, "keys"), "b": (2, 3, 6, 4, "full")}
 
 
+# <kernel>
+@probe(calls=VALUE, out_a=ARRAY, out_b=ARRAY)
+def attention(ns, io):
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class CallRecorder(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = set()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls.add(getattr(func, "__name__", repr(func)))
+            return func(*args, **(kwargs or {}))
+
+    fn, inputs, outputs = need(ns, "attention"), io.inputs, {}
+    recorder = CallRecorder()
+    with recorder, torch.no_grad():
+        for case in ("a", "b"):
+            q, k, v = (torch.from_numpy(np.ascontiguousarray(inputs[f"{name}_{case}"])) for name in "qkv")
+            outputs[f"out_{case}"] = fn(q, k, v, torch.from_numpy(inputs[f"mask_{case}"]))
+    io.save(calls=sorted(recorder.calls), **outputs)
+# </kernel>
+
+
 @registry.inputs("attention")
 def attention_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("attention")
@@ -228,7 +256,7 @@ def attention_inputs(ctx: CheckContext) -> dict:
 
 @registry.check("attention", "matches_sdpa")
 def attention_matches_sdpa(ctx: CheckContext):
-    found, inputs = ctx.outputs(probes.attention), attention_inputs(ctx)
+    found, inputs = ctx.outputs(attention), attention_inputs(ctx)
     for case in ATTENTION_CASES:
         variants = attention_variants(*(inputs[f"{n}_{case}"] for n in ("q", "k", "v", "mask")))
         got = np.asarray(found[f"out_{case}"], np.float64)
@@ -244,7 +272,7 @@ def attention_matches_sdpa(ctx: CheckContext):
 
 @registry.check("attention", "from_tensors")
 def attention_from_tensors(ctx: CheckContext):
-    used = [c for c in ctx.outputs(probes.attention)["calls"] if "attention" in c]
+    used = [c for c in ctx.outputs(attention)["calls"] if "attention" in c]
     if used:
         raise CheckFailed(f"attention calls torch's own attention ({', '.join(used)}): write it from tensors.",
                           hint="q @ k.transpose(-2, -1), masked_fill, softmax, @ v")
@@ -267,6 +295,24 @@ def port_tokens(ctx: CheckContext, case: str) -> np.ndarray:
     tokens = rng.integers(1, vocab, size=(int(rng.integers(5, 20)), int(rng.integers(9, 20)))).astype(np.int64)
     tokens[:, rng.integers(4, 9):] *= rng.random((len(tokens), 1)) < 0.5  # padding in half the rows
     return tokens
+
+
+# <kernel>
+@probe(logits_a=ARRAY, logits_b=ARRAY, state_a=ARRAYS, state_b=ARRAYS)
+def port(ns, io):
+    import keras
+    import torch
+
+    port_keras_weights, outputs = need(ns, "port_keras_weights"), {}
+    for case in ("a", "b"):
+        net = port_keras_weights(keras.models.load_model(io.input_file(f"grader_{case}.keras")))
+        if not isinstance(net, torch.nn.Module):
+            raise TypeError(f"port_keras_weights must return a torch.nn.Module, it returned {type(net).__name__}")
+        with torch.no_grad():
+            outputs[f"logits_{case}"] = net(torch.from_numpy(io.inputs[f"tokens_{case}"]))
+        outputs[f"state_{case}"] = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+    io.save(**outputs)
+# </kernel>
 
 
 @registry.inputs("port")
@@ -301,7 +347,7 @@ def diagnose_port(model, state: dict) -> str | None:
 
 
 def check_port(ctx: CheckContext, case: str) -> str:
-    found = ctx.outputs(probes.port)
+    found = ctx.outputs(port)
     model, tokens = grader_keras(ctx, case), port_tokens(ctx, case)
     expected = np.asarray(model.predict(tokens, verbose=0), np.float64)
     got = np.asarray(found[f"logits_{case}"], np.float64)
@@ -536,15 +582,24 @@ def compare_with_grader(found: dict[tuple[str, str], float], what: str, ctx: Che
 
 
 def parity_outputs(ctx: CheckContext) -> tuple[list, dict, dict]:
-    parity = ctx.outputs(probes.parity)["parity"]
-    runtimes = parity["runtimes"]
+    matrix = ctx.outputs(parity)["parity"]
+    runtimes = matrix["runtimes"]
     missing = [r for r in RUNTIMES if r not in runtimes]
-    shapes = {key: np.shape(parity[key]) for key in ("max_abs", "max_rel")}
+    shapes = {key: np.shape(matrix[key]) for key in ("max_abs", "max_rel")}
     if missing or any(shape != (len(runtimes), len(runtimes)) for shape in shapes.values()):
         raise CheckFailed("The parity matrix is incomplete." + (f" Runtimes missing: {', '.join(missing)}." if missing else ""),
                           expected=f"runtimes {list(RUNTIMES)}; max_abs and max_rel square, one row per runtime",
                           found=f"runtimes {runtimes}; shapes {shapes}")
-    return runtimes, learner_matrix(runtimes, parity["max_abs"]), learner_matrix(runtimes, parity["max_rel"])
+    return runtimes, learner_matrix(runtimes, matrix["max_abs"]), learner_matrix(runtimes, matrix["max_rel"])
+
+
+# <kernel>
+@probe(parity=VALUE)
+def parity(ns, io):
+    matrix = dict(need(ns, "parity"))
+    io.save(parity={"runtimes": [str(r) for r in matrix.get("runtimes", [])],
+                    **{key: np.asarray(matrix.get(key, []), np.float64).tolist() for key in ("max_abs", "max_rel")}})
+# </kernel>
 
 
 @registry.check("parity", "complete")

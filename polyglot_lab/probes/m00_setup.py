@@ -1,21 +1,12 @@
-"""Probes for module 00 (setup)."""
+"""The kernel side of module 00_setup: one probe per exercise, run in the learner's kernel
+after the exercise's cells. Written by `make notebooks` from the `# <kernel>` blocks of
+graders/checks/m00_setup.py, each in its exercise's section beside the inputs and checks:
+edit those, not this file."""
 import random
 
 import numpy as np
 
 from polyglot_lab.probe import ARRAYS, VALUE, need, probe
-
-
-@probe(versions=VALUE)
-def versions(ns, io):
-    io.save(versions={str(k): str(v) for k, v in dict(need(ns, "versions")).items()})
-
-
-@probe(devices=VALUE, picked=VALUE)
-def devices(ns, io):
-    found = need(ns, "detect_devices")()
-    io.save(devices={str(k): [str(d) for d in v] for k, v in dict(found).items()},
-            picked=str(need(ns, "pick_device")()))
 
 
 def draws() -> dict:
@@ -29,6 +20,18 @@ def draws() -> dict:
         "torch": torch.rand(4).numpy().astype(np.float64),
         "tensorflow": tf.random.uniform([4]).numpy().astype(np.float64),
     }
+
+
+@probe(versions=VALUE)
+def versions(ns, io):
+    io.save(versions={str(k): str(v) for k, v in dict(need(ns, "versions")).items()})
+
+
+@probe(devices=VALUE, picked=VALUE)
+def devices(ns, io):
+    found = need(ns, "detect_devices")()
+    io.save(devices={str(k): [str(d) for d in v] for k, v in dict(found).items()},
+            picked=str(need(ns, "pick_device")()))
 
 
 @probe(first=ARRAYS, again=ARRAYS, other=ARRAYS, torch_deterministic=VALUE, tensorflow_deterministic=VALUE)

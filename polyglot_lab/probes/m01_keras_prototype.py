@@ -1,7 +1,18 @@
-"""Probes for module 01 (Keras prototype)."""
+"""The kernel side of module 01_keras_prototype: one probe per exercise, run in the learner's kernel
+after the exercise's cells. Written by `make notebooks` from the `# <kernel>` blocks of
+graders/checks/m01_keras_prototype.py, each in its exercise's section beside the inputs and checks:
+edit those, not this file."""
 import numpy as np
 
 from polyglot_lab.probe import ARRAY, FILE, VALUE, need, probe
+
+
+def _describe_loss(loss):
+    if loss is None or isinstance(loss, str):
+        return {"name": loss}
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    name = config.get("name") or getattr(loss, "__name__", None) or type(loss).__name__
+    return {"name": name, "from_logits": config.get("from_logits", getattr(loss, "from_logits", None))}
 
 
 @probe(X_train=ARRAY, X_test=ARRAY, y_train=ARRAY, y_test=ARRAY)
@@ -23,14 +34,6 @@ def model(ns, io):
     if not hasattr(built, "save"):
         raise TypeError(f"build_model must return a keras.Model, it returned {type(built).__name__}")
     built.save(io.output_path("model.keras"))
-
-
-def _describe_loss(loss):
-    if loss is None or isinstance(loss, str):
-        return {"name": loss}
-    config = loss.get_config() if hasattr(loss, "get_config") else {}
-    name = config.get("name") or getattr(loss, "__name__", None) or type(loss).__name__
-    return {"name": name, "from_logits": config.get("from_logits", getattr(loss, "from_logits", None))}
 
 
 @probe(loss=VALUE, callbacks=VALUE, history=VALUE)

@@ -1,4 +1,7 @@
-"""Probes for module 02 (PyTorch eager): call the learner's code on the grader's inputs, save what comes out."""
+"""The kernel side of module 02_pytorch_eager: one probe per exercise, run in the learner's kernel
+after the exercise's cells. Written by `make notebooks` from the `# <kernel>` blocks of
+graders/checks/m02_pytorch_eager.py, each in its exercise's section beside the inputs and checks:
+edit those, not this file."""
 import numpy as np
 import torch
 
@@ -31,6 +34,21 @@ def _load(module: torch.nn.Module, weights: dict, what: str) -> None:
     if expected != found:
         raise KeyError(f"{what}'s state_dict keys must be {expected}, they are {found}")
     module.load_state_dict(weights)
+
+
+TRAINING_HIDDEN = 8  # few weights, large steps: each known mistake moves them visibly
+
+
+def training_setup(inputs: dict):
+    """The model, batches, optimizer and scheduler of the train_epoch probe (the grader replays the same)."""
+    net = models.bn_net(hidden=TRAINING_HIDDEN)
+    net.load_state_dict(_weights(inputs, "net"))
+    net.eval()  # train_epoch must switch to train mode itself
+    X, y, size = _tensor(inputs["X"]), _tensor(inputs["y"]), int(inputs["batch_size"])
+    batches = [(X[i:i + size], y[i:i + size]) for i in range(0, len(X), size)]
+    optimizer = torch.optim.SGD(net.parameters(), lr=float(inputs["lr"]), momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(inputs["step_size"]), gamma=0.5)
+    return net, batches, optimizer, scheduler
 
 
 @probe(logits=ARRAY, state=ARRAYS)
@@ -118,21 +136,6 @@ def loader(ns, io):
             second_epoch=np.concatenate(epoch(first_loader)),
             same_seed=np.concatenate(epoch(make_loader(X, y, batch_size, seed))),
             other_seed=np.concatenate(epoch(make_loader(X, y, batch_size, seed + 1))))
-
-
-TRAINING_HIDDEN = 8  # few weights, large steps: each known mistake moves them visibly
-
-
-def training_setup(inputs: dict):
-    """The model, batches, optimizer and scheduler of the train_epoch probe (the grader replays the same)."""
-    net = models.bn_net(hidden=TRAINING_HIDDEN)
-    net.load_state_dict(_weights(inputs, "net"))
-    net.eval()  # train_epoch must switch to train mode itself
-    X, y, size = _tensor(inputs["X"]), _tensor(inputs["y"]), int(inputs["batch_size"])
-    batches = [(X[i:i + size], y[i:i + size]) for i in range(0, len(X), size)]
-    optimizer = torch.optim.SGD(net.parameters(), lr=float(inputs["lr"]), momentum=0.9)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(inputs["step_size"]), gamma=0.5)
-    return net, batches, optimizer, scheduler
 
 
 @probe(returned=VALUE, lr=VALUE, state=ARRAYS)

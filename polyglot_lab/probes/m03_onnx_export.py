@@ -1,4 +1,7 @@
-"""Probes for module 03 (ONNX export). The grader hands over small ONNX models as files."""
+"""The kernel side of module 03_onnx_export: one probe per exercise, run in the learner's kernel
+after the exercise's cells. Written by `make notebooks` from the `# <kernel>` blocks of
+graders/checks/m03_onnx_export.py, each in its exercise's section beside the inputs and checks:
+edit those, not this file."""
 from contextlib import contextmanager
 
 import numpy as np

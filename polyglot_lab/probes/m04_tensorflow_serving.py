@@ -1,4 +1,7 @@
-"""Probes for module 04 (TensorFlow). The converter, SavedModel, LiteRT files and codec are graded as files."""
+"""The kernel side of module 04_tensorflow_serving: one probe per exercise, run in the learner's kernel
+after the exercise's cells. Written by `make notebooks` from the `# <kernel>` blocks of
+graders/checks/m04_tensorflow_serving.py, each in its exercise's section beside the inputs and checks:
+edit those, not this file."""
 import numpy as np
 
 from polyglot_lab.probe import ARRAY, VALUE, need, probe

@@ -1,4 +1,7 @@
-"""Probes for module 05 (capstone). The Keras, exported, converted and LiteRT models are graded as files."""
+"""The kernel side of module 05_capstone: one probe per exercise, run in the learner's kernel
+after the exercise's cells. Written by `make notebooks` from the `# <kernel>` blocks of
+graders/checks/m05_capstone.py, each in its exercise's section beside the inputs and checks:
+edit those, not this file."""
 import numpy as np
 
 from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe
