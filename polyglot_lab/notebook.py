@@ -2,6 +2,7 @@
 
     grader = polyglot_lab.Notebook("01_keras_prototype")
     grader.check("split")     # after the exercise's cell: pass/fail, expected, found, hint
+    grader.hint("split")      # the exercise's next hint, one more each call
     grader.score()            # the module's score so far (public checks)
 
 This is feedback while you work. Your grade comes from `make grade`, which runs your notebook
@@ -27,6 +28,7 @@ class Notebook:
         self.spec = load_module(CATALOGUE_DIR / f"{module_id}.toml")
         self.workdir = Path(workdir)
         self.results: dict[str, list] = {}
+        self.hints_shown: dict[str, int] = {}
 
     @staticmethod
     def grading() -> bool:
@@ -65,6 +67,19 @@ class Notebook:
         for check in hidden:
             lines.append(f"  • hidden check ({_fmt(check.points)} pt), graded when you submit")
         return "\n".join(lines)
+
+    def hint(self, exercise_id: str) -> None:
+        """The exercise's next hint from the catalogue, one more each call (as rustlings' `hint`): the first names the
+        idea, the later ones come closer to the code."""
+        hints = self.spec.exercise(exercise_id).hints
+        if not hints:
+            print(f"{exercise_id}: this exercise has no hints")
+            return
+        shown = min(self.hints_shown.get(exercise_id, 0), len(hints) - 1)
+        self.hints_shown[exercise_id] = shown + 1
+        more = (f" (call grader.hint({exercise_id!r}) again for the next)" if shown + 1 < len(hints)
+                else " (the last one)")
+        print(f"{exercise_id}, hint {shown + 1} of {len(hints)}: {hints[shown]}{more}")
 
     def score(self) -> None:
         """The module's score from the public checks run so far."""

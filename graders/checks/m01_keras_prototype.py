@@ -16,6 +16,7 @@ from graders.checks import (
     describe_array,
 )
 from graders.checks.compare import expect_close
+from graders.checks.runtimes import keras_outputs, keras_summary
 from polyglot_lab.data import digits
 
 registry = Registry("01_keras_prototype")
@@ -29,7 +30,7 @@ class KerasFile:
 
     def __init__(self, ctx: CheckContext, path, what: str):
         self.ctx, self.path, self.what = ctx, path, what
-        self.summary = ctx.run("keras_summary", f"{what} could not be loaded by Keras", path=path)
+        self.summary = keras_summary(ctx, path, f"{what} could not be loaded by Keras")
 
     def input_shape(self):
         return _shape(self.summary["input_shape"])
@@ -41,8 +42,8 @@ class KerasFile:
         return int(self.summary["params"])
 
     def predict(self, X: np.ndarray, call: bool = False) -> np.ndarray:
-        return self.ctx.run("keras_predict", f"{self.what} fails on a batch of {len(X)} rows", path=self.path,
-                            x=np.ascontiguousarray(X, np.float32), call=call)["y"]
+        return keras_outputs(self.ctx, self.path, np.ascontiguousarray(X, np.float32),
+                             f"{self.what} fails on a batch of {len(X)} rows", call=call)
 
 
 def load_keras_model(ctx: CheckContext, path, what: str) -> KerasFile:

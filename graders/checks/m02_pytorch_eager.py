@@ -29,6 +29,7 @@ from graders.checks.compare import (
     max_diff,
     softmax,
 )
+from graders.checks.runtimes import program_outputs, saved_tensors
 from graders.data import holdout_digits
 from polyglot_lab.data import digits
 
@@ -765,9 +766,9 @@ PROGRAM_HINT = ("Export with a dynamic batch dimension: dynamic_shapes={'x': {0:
 def run_program(ctx: CheckContext, X: np.ndarray, device: str = "cpu") -> np.ndarray:
     """The learner's digits_custom.pt2 on rows X, in the checker (torch.export.load, after refusing pickle)."""
     path = ctx.artifact(PROGRAM_FILE, "save", hint=f"torch.export.save(program, '{PROGRAM_FILE}')")
-    found = ctx.run("pt2_run", f"{PROGRAM_FILE} could not be loaded with torch.export.load, or fails on a batch of {len(X)} "
-                    "raw-pixel rows", hint=PROGRAM_HINT, path=path, x=np.ascontiguousarray(X, np.float32), device=device)
-    return np.asarray(found["y"], np.float64)
+    return program_outputs(ctx, path, np.ascontiguousarray(X, np.float32),
+                           f"{PROGRAM_FILE} could not be loaded with torch.export.load, or fails on a batch of {len(X)} "
+                           "raw-pixel rows", PROGRAM_HINT, device=device)
 
 
 @registry.check("save", "program_loads")
@@ -805,8 +806,8 @@ def program_eval_mode(ctx: CheckContext):
 @registry.check("save", "state_dict_matches")
 def state_dict_matches(ctx: CheckContext):
     path = ctx.artifact(STATE_FILE, "save", hint=f"torch.save(model.state_dict(), '{STATE_FILE}')")
-    saved = ctx.run("torch_state", f"{STATE_FILE} could not be loaded with torch.load(weights_only=True)",
-                    hint=f"torch.save(model.state_dict(), '{STATE_FILE}'): save the state dict, not the model.", path=path)
+    saved = saved_tensors(ctx, path, f"{STATE_FILE} could not be loaded with torch.load(weights_only=True)",
+                          f"torch.save(model.state_dict(), '{STATE_FILE}'): save the state dict, not the model.")
     if saved.pop("type", None) != "dict":
         raise CheckFailed(f"{STATE_FILE} does not hold a state dict.", hint=f"torch.save(model.state_dict(), '{STATE_FILE}')")
     saved.pop("other_keys", None)

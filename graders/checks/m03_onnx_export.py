@@ -23,6 +23,7 @@ from graders.checks import (
     describe_array,
 )
 from graders.checks.compare import close, expect_close, looks_like_probabilities, softmax
+from graders.checks.runtimes import onnxruntime_info, onnxruntime_latency, onnxruntime_outputs, saved_tensors
 from graders.data import holdout_digits
 from polyglot_lab import models
 
@@ -93,20 +94,19 @@ class CheckerSession:
 
     def __init__(self, ctx: CheckContext, path: Path, name: str, providers):
         self.ctx, self.path, self.name, self.providers = ctx, path, name, list(providers)
-        self.info = ctx.run("ort_info", f"ONNX Runtime cannot load {name}", path=path, providers=self.providers)
+        self.info = onnxruntime_info(ctx, path, f"ONNX Runtime cannot load {name}", providers=self.providers)
 
     def get_inputs(self):
         return [SimpleNamespace(name=i["name"], shape=i["shape"]) for i in self.info["inputs"]]
 
     def run(self, _outputs, feed: dict) -> list:
         (x,) = feed.values()
-        return [self.ctx.run("ort_run", f"{self.name} fails on a batch of {len(x)} rows", path=self.path, x=x,
-                             providers=self.providers)["y"]]
+        return [onnxruntime_outputs(self.ctx, self.path, x, f"{self.name} fails on a batch of {len(x)} rows",
+                                    providers=self.providers)]
 
     def latency(self, X: np.ndarray, repeats: int) -> float:
         """Median seconds per run on X, measured in the checker (warm-up first)."""
-        return float(self.ctx.run("ort_latency", f"{self.name} could not be timed", path=self.path, x=X,
-                                  repeats=repeats, providers=self.providers)["median_s"])
+        return onnxruntime_latency(self.ctx, self.path, X, repeats, f"{self.name} could not be timed", self.providers)
 
 
 def onnx_session(ctx: CheckContext, name: str, exercise: str, providers=CPU) -> CheckerSession:
@@ -148,8 +148,7 @@ def torch_reference(ctx: CheckContext):
 
         path = ctx.artifact(STATE_FILE, "export", hint=ARTIFACT_HINTS[STATE_FILE])
         hint = "Keep the notebook's first cells as they are: they save it."
-        saved = ctx.run("torch_state", f"{STATE_FILE} does not load with torch.load(weights_only=True)", hint=hint,
-                        path=path)
+        saved = saved_tensors(ctx, path, f"{STATE_FILE} does not load with torch.load(weights_only=True)", hint)
         state = {k: torch.from_numpy(np.array(v)) for k, v in saved.items() if isinstance(v, np.ndarray)}
         try:
             model = models.digits_net(state["mean"], state["std"])

@@ -30,6 +30,7 @@ from graders.checks.converter import (
     register_conformance_checks,
 )
 from graders.checks.converter import converter_run as run_converter
+from graders.checks import runtimes
 from graders.checks.runtimes import (
     litert_outputs,
     onnxruntime_outputs,
@@ -88,32 +89,28 @@ def grader_sequences(ctx: CheckContext, salt: str, n: int = 600) -> tuple[np.nda
 # -- loading the artifacts -----------------------------------------------------------------------
 def keras_summary(ctx: CheckContext) -> dict:
     """capstone.keras as the checker loaded it (safe mode): its inputs' shapes, layers and parameter count."""
-    path = ctx.artifact(KERAS_FILE, "keras", hint=HINTS[KERAS_FILE])
-    return ctx.cached("keras_summary", lambda: ctx.run("keras_summary", f"{KERAS_FILE} does not load",
-                                                         hint=HINTS[KERAS_FILE], path=path))
+    return runtimes.keras_summary(ctx, ctx.artifact(KERAS_FILE, "keras", hint=HINTS[KERAS_FILE]),
+                                  f"{KERAS_FILE} does not load", HINTS[KERAS_FILE])
 
 
 def keras_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
     keras_summary(ctx)  # a file that does not load says so first
-    found = ctx.run("keras_predict", f"{KERAS_FILE} fails on tokens of shape {tokens.shape}",
-                    hint="keras.Input((None,), dtype='int32', name='tokens')", path=ctx.workdir / KERAS_FILE, x=tokens)
-    return np.asarray(found["y"], np.float64)
+    return runtimes.keras_outputs(ctx, ctx.workdir / KERAS_FILE, tokens, f"{KERAS_FILE} fails on tokens of shape "
+                                  f"{tokens.shape}", "keras.Input((None,), dtype='int32', name='tokens')")
 
 
 def keras_torch_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
     """The same .keras file on Keras's torch backend (a process of the checker's own)."""
     path = ctx.artifact(KERAS_FILE, "keras", hint=HINTS[KERAS_FILE])
-    found = ctx.run("keras_predict_backend", f"{KERAS_FILE} does not run on Keras's torch backend",
-                    hint="Build the model from Keras layers and keras.ops only: no tf.* calls.", path=path, x=tokens,
-                    backend="torch")
-    return np.asarray(found["y"], np.float64)
+    return runtimes.keras_outputs(ctx, path, tokens, f"{KERAS_FILE} does not run on Keras's torch backend",
+                                  "Build the model from Keras layers and keras.ops only: no tf.* calls.",
+                                  backend="torch")
 
 
 def onnx_input_dims(ctx: CheckContext) -> list:
     """The first input's dimensions: an int where fixed, None where dynamic."""
     path = ctx.artifact(ONNX_FILE, "export", hint=HINTS[ONNX_FILE])
-    info = ctx.cached("onnx_info", lambda: ctx.run("ort_info", f"{ONNX_FILE} does not load", hint=HINTS[ONNX_FILE],
-                                                     path=path))
+    info = runtimes.onnxruntime_info(ctx, path, f"{ONNX_FILE} does not load", HINTS[ONNX_FILE])
     return list(info["inputs"][0]["shape"]) if info.get("inputs") else []
 
 
@@ -138,9 +135,8 @@ def onnx_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
 
 def pt2_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
     path = ctx.artifact(PT2_FILE, "export", hint=HINTS[PT2_FILE])
-    found = ctx.run("pt2_run", f"{PT2_FILE} does not load, or fails on tokens of shape {tokens.shape}",
-                    hint="Export with a dynamic batch and length: " + HINTS[PT2_FILE], path=path, x=tokens)
-    return np.asarray(found["y"], np.float64)
+    return runtimes.program_outputs(ctx, path, tokens, f"{PT2_FILE} does not load, or fails on tokens of shape "
+                                    f"{tokens.shape}", "Export with a dynamic batch and length: " + HINTS[PT2_FILE])
 
 
 def serving_signature(ctx: CheckContext) -> dict:
