@@ -202,6 +202,25 @@ def run(probes_module: str, exercise_id: str, namespace: dict, workdir: str | os
     return True
 
 
+def torch_call_recorder(qualified: bool = False):
+    """A torch function mode that records which torch functions run while it is active (``with recorder: ...``, then
+    ``recorder.calls``): how a probe sees that the learner called a library function they were asked to write.
+    `qualified`: record ``module.name`` (``torch.nn.functional.layer_norm``), else the bare name."""
+    from torch.overrides import TorchFunctionMode
+
+    class CallRecorder(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls: set[str] = set()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", repr(func))
+            self.calls.add(f"{getattr(func, '__module__', None) or ''}.{name}" if qualified else name)
+            return func(*args, **(kwargs or {}))
+
+    return CallRecorder()
+
+
 def need(namespace: dict, name: str):
     """The learner's object called ``name``, or the NameError a learner would see."""
     if name not in namespace:

@@ -7,7 +7,7 @@ from __future__ import annotations
 # <kernel>  imports of the probes (the kernel side, written to the probes file by `make notebooks`)
 import numpy as np
 
-from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe
+from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe, torch_call_recorder
 # </kernel>
 
 import re
@@ -212,19 +212,9 @@ ATTENTION_CASES = {"a": (3, 2, 7, 8, "keys"), "b": (2, 3, 6, 4, "full")}
 @probe(calls=VALUE, out_a=ARRAY, out_b=ARRAY)
 def attention(ns, io):
     import torch
-    from torch.overrides import TorchFunctionMode
-
-    class CallRecorder(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = set()
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.calls.add(getattr(func, "__name__", repr(func)))
-            return func(*args, **(kwargs or {}))
 
     fn, inputs, outputs = need(ns, "attention"), io.inputs, {}
-    recorder = CallRecorder()
+    recorder = torch_call_recorder()
     with recorder, torch.no_grad():
         for case in ("a", "b"):
             q, k, v = (torch.from_numpy(np.ascontiguousarray(inputs[f"{name}_{case}"])) for name in "qkv")

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from polyglot_lab import models
-from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe
+from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe, torch_call_recorder
 
 
 def _tensor(array) -> torch.Tensor:
@@ -64,19 +64,8 @@ def port(ns, io):
 
 @probe(calls=VALUE, out_a=ARRAY, out_b=ARRAY)
 def layer_norm(ns, io):
-    from torch.overrides import TorchFunctionMode
-
-    class CallRecorder(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = set()
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.calls.add(f"{getattr(func, '__module__', None) or ''}.{getattr(func, '__name__', repr(func))}")
-            return func(*args, **(kwargs or {}))
-
     fn, inputs = need(ns, "layer_norm"), io.inputs
-    recorder = CallRecorder()
+    recorder = torch_call_recorder(qualified=True)
     outputs = {}
     with recorder:
         for case in ("a", "b"):

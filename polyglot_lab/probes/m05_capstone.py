@@ -4,25 +4,15 @@ graders/checks/m05_capstone.py, each in its exercise's section beside the inputs
 edit those, not this file."""
 import numpy as np
 
-from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe
+from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe, torch_call_recorder
 
 
 @probe(calls=VALUE, out_a=ARRAY, out_b=ARRAY)
 def attention(ns, io):
     import torch
-    from torch.overrides import TorchFunctionMode
-
-    class CallRecorder(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = set()
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.calls.add(getattr(func, "__name__", repr(func)))
-            return func(*args, **(kwargs or {}))
 
     fn, inputs, outputs = need(ns, "attention"), io.inputs, {}
-    recorder = CallRecorder()
+    recorder = torch_call_recorder()
     with recorder, torch.no_grad():
         for case in ("a", "b"):
             q, k, v = (torch.from_numpy(np.ascontiguousarray(inputs[f"{name}_{case}"])) for name in "qkv")
