@@ -19,7 +19,7 @@ from graders.checks import (
     CheckSkipped,
     Registry,
 )
-from graders.checks.compare import close, expect_close, max_diff
+from graders.checks.compare import close, expect_close
 from graders.checks.converter import (
     CONVERTER_FILE,
     check_dynamic_signature,
@@ -227,10 +227,9 @@ def savedmodel_logits(ctx: CheckContext, X: np.ndarray, device: str | None = Non
 def saved_model_parity(ctx: CheckContext):
     X, _ = holdout_digits()
     found, expected = savedmodel_logits(ctx, X), reference_logits(ctx, X)
-    if not close(found, expected):
-        raise CheckFailed("The SavedModel's outputs differ from ONNX Runtime's on the grader's held-out digits.",
-                          expected="max abs diff <= 1e-05", found=f"max abs diff {max_diff(found, expected):.3g}")
-    return f"matches ONNX Runtime on {len(X)} held-out rows (max abs diff {max_diff(found, expected):.1e})"
+    diff = expect_close(found, expected, "The SavedModel's logits",
+                        mistake="The SavedModel's outputs differ from ONNX Runtime's on the grader's held-out digits.")
+    return f"matches ONNX Runtime on {len(X)} held-out rows (max abs diff {diff:.1e})"
 
 
 @registry.check("saved_model", "gpu_parity")
@@ -239,10 +238,9 @@ def saved_model_gpu_parity(ctx: CheckContext):
         raise CheckSkipped("TensorFlow sees no GPU here")
     X, _ = holdout_digits()
     found, expected = savedmodel_logits(ctx, X, "/GPU:0"), savedmodel_logits(ctx, X)
-    if not close(found, expected, 1e-4):
-        raise CheckFailed("The SavedModel gives other outputs on the GPU.", expected="max abs diff <= 1e-4",
-                          found=f"max abs diff {max_diff(found, expected):.3g}")
-    return f"the same outputs on the GPU (max abs diff {max_diff(found, expected):.1e})"
+    diff = expect_close(found, expected, "The SavedModel on the GPU", 1e-4,
+                        mistake="The SavedModel gives other outputs on the GPU.")
+    return f"the same outputs on the GPU (max abs diff {diff:.1e})"
 
 
 # -- LiteRT ----------------------------------------------------------------------------------------
@@ -255,11 +253,10 @@ def litert_logits(ctx: CheckContext, name: str, X: np.ndarray) -> np.ndarray:
 def tflite_float_parity(ctx: CheckContext):
     X, _ = holdout_digits()
     found, expected = litert_logits(ctx, TFLITE_FILE, X), reference_logits(ctx, X)
-    if not close(found, expected, LITERT_ATOL):
-        raise CheckFailed(f"{TFLITE_FILE} differs from ONNX Runtime: is it the float conversion?",
-                          expected=f"max abs diff <= {LITERT_ATOL:g}", found=f"max abs diff {max_diff(found, expected):.3g}",
-                          hint="Leave converter.optimizations empty for the float file.")
-    return f"{TFLITE_FILE} matches ONNX Runtime (max abs diff {max_diff(found, expected):.1e})"
+    diff = expect_close(found, expected, f"{TFLITE_FILE}'s logits", LITERT_ATOL,
+                        mistake=f"{TFLITE_FILE} differs from ONNX Runtime: is it the float conversion?",
+                        hint="Leave converter.optimizations empty for the float file.")
+    return f"{TFLITE_FILE} matches ONNX Runtime (max abs diff {diff:.1e})"
 
 
 @registry.check("tflite", "quantized_smaller")
