@@ -20,7 +20,7 @@ import numpy as np
 PROBE_DIR = ".polyglot"
 
 # What a probe may hand over, by kind. The probe declares each output once (``@probe(name=kind)``); the grader
-# reads only declared names, each as its kind says (graders/checks: ``ctx.outputs(probes.<exercise>)``).
+# reads only declared names, each as its kind says (graders/checks: ``ctx.outputs(<probe function>)``).
 ARRAY = "array"    # one NumPy array (a tensor is converted): <name>.npy
 ARRAYS = "arrays"  # named arrays, a state dict say: a folder <name>/ of <key>.npy
 VALUE = "value"    # plain JSON data (numbers, strings, lists, dicts): values.json

@@ -139,7 +139,7 @@ class CheckContext:
         return np.random.default_rng([self.seed, *salt.encode()])
 
     def outputs(self, probe) -> Outputs:
-        """What an exercise's probe (a function of polyglot_lab/probes, with its declaration) handed over, or a
+        """What an exercise's probe (the probe function of its section, with its declaration) handed over, or a
         CheckFailed that says why there is nothing: read as plain data, and only the names the probe declares."""
         exercise_id = probe.__name__
         io = probe_io(exercise_id, self.workdir)

@@ -40,11 +40,6 @@ PROGRAM_FILE, STATE_FILE = registry.artifacts("save")
 NORM_FUNCTIONS = ("layer_norm", "group_norm", "batch_norm", "instance_norm", "rms_norm")
 
 
-def _torch():
-    import torch
-    return torch
-
-
 def as_inputs(name: str, state: dict) -> dict:
     """A torch state dict as one probe input, `name`: a folder of arrays, one per key."""
     return {name: {k: v.detach().numpy().copy() for k, v in state.items()}}
@@ -52,7 +47,6 @@ def as_inputs(name: str, state: dict) -> dict:
 
 def random_state(module, rng: np.random.Generator, scale=0.5) -> dict:
     """A state dict of module's shapes, drawn from rng (fresh each grading run)."""
-    torch = _torch()
     state = {}
     for name, value in module.state_dict().items():
         if name.endswith("num_batches_tracked"):
@@ -210,14 +204,14 @@ def port_parity(ctx: CheckContext):
         raise CheckFailed("The ported model's output has the wrong shape.", expected=str(expected.shape),
                           found=describe_array(found))
     probabilities = found if looks_like_probabilities(found) else softmax(found)
-    if close(probabilities, expected):
-        return f"the ported model matches Keras (max abs diff {max_diff(probabilities, expected):.1e} on the probabilities)"
-    diagnosis = diagnose_port(out["state"], [given[f"keras_{i}"] for i in range(6)])
-    message, hint = diagnosis or ("The ported model's predictions differ from the Keras model's.",
-                                  "Dense kernels transpose; Conv2D kernels go HWIO -> OIHW; "
-                                  "Flatten after a convolution changes order (NHWC vs NCHW).")
-    expect_close(probabilities, expected, "The ported model's probabilities", mistake=message, hint=hint)
-    raise AssertionError("unreachable: expect_close fails where close() did")
+    message, hint = None, None
+    if not close(probabilities, expected):  # name the layout mistake before failing on it
+        diagnosis = diagnose_port(out["state"], [given[f"keras_{i}"] for i in range(6)])
+        message, hint = diagnosis or ("The ported model's predictions differ from the Keras model's.",
+                                      "Dense kernels transpose; Conv2D kernels go HWIO -> OIHW; "
+                                      "Flatten after a convolution changes order (NHWC vs NCHW).")
+    diff = expect_close(probabilities, expected, "The ported model's probabilities", mistake=message, hint=hint)
+    return f"the ported model matches Keras (max abs diff {diff:.1e} on the probabilities)"
 
 
 @registry.check("port", "returns_logits")
@@ -256,7 +250,6 @@ def layer_norm_inputs(ctx: CheckContext) -> dict:
 
 def layer_norm_variants(x, weight, bias, eps) -> dict[str, np.ndarray]:
     """The reference (torch's own layer_norm) and the usual ways a hand-written one goes wrong."""
-    torch = _torch()
     x, weight, bias = (torch.from_numpy(np.asarray(a, np.float32)) for a in (x, weight, bias))
     mean = x.mean(-1, keepdim=True)
     centred = x - mean
@@ -404,7 +397,6 @@ def block(ns, io):
 
 @registry.inputs("block")
 def block_inputs(ctx: CheckContext) -> dict:
-    torch = _torch()
     rng = ctx.rng("block")
     dim, hidden = int(rng.integers(8, 24)), int(rng.integers(16, 48))
     shapes = {"norm.weight": (dim,), "norm.bias": (dim,), "fc1.weight": (hidden, dim), "fc1.bias": (hidden,),
@@ -416,7 +408,6 @@ def block_inputs(ctx: CheckContext) -> dict:
 
 def block_reference(given: dict, residual=True) -> np.ndarray:
     """x + fc2(silu(fc1(layer_norm(x)))) built from torch's own layers."""
-    torch = _torch()
     F = torch.nn.functional
     w = {k: torch.from_numpy(v) for k, v in given["block"].items()}
     x = torch.from_numpy(given["x"])
@@ -576,7 +567,6 @@ def train_epoch_inputs(ctx: CheckContext) -> dict:
 def replay_epoch(given: dict, skipped: frozenset = frozenset()):
     """One epoch of the reference loop on the probe's setup, leaving out the steps named in `skipped`.
     Returns (state dict as arrays, mean batch loss, final learning rate)."""
-    torch = _torch()
     net, batches, optimizer, scheduler = training_setup(given)
     if "train_mode" not in skipped:
         net.train()
@@ -691,7 +681,6 @@ def predict_inputs(ctx: CheckContext) -> dict:
 
 
 def predict_reference(given: dict) -> np.ndarray:
-    torch = _torch()
     net = models.bn_net(dropout=0.5)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in given["net"].items()})
     with torch.no_grad():
@@ -865,7 +854,6 @@ def hooks_inputs(ctx: CheckContext) -> dict:
 
 def hooks_reference(given: dict, tag: str) -> dict[str, dict[str, float]]:
     """Each leaf module's output statistics, recorded here with the grader's own hooks."""
-    torch = _torch()
     net = models.relu_mlp(HOOK_WIDTHS)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in given[tag].items()})
     stats: dict[str, dict[str, float]] = {}
