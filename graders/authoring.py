@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from graders.generate import BEGIN, END, KERNEL_BEGIN, KERNEL_END, dumps, kernel_side_text
+from graders.generate import BEGIN, END, KERNEL_BEGIN, KERNEL_END, dumps, kernel_side_text, module_path
 from polyglot_lab.catalogue import REPO, CatalogueError, ModuleSpec, load_module
 
 MODULE_ID = re.compile(r"^(\d\d)_[a-z0-9_]+$")
@@ -76,11 +76,6 @@ class ModuleFiles:
 
     def exercise_ids(self) -> list[str]:
         return [str(e.get("id")) for e in self.data.get("exercise", [])]
-
-
-def module_path(root: Path, dotted: str) -> Path:
-    """graders.checks.m01_x -> <root>/graders/checks/m01_x.py"""
-    return Path(root) / (dotted.replace(".", "/") + ".py")
 
 
 # -- Python sources: names, imports, appended sections --------------------------------------------------------------

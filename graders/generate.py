@@ -180,13 +180,14 @@ def kernel_side_text(module_id: str, checks_where: str, checks_source: str) -> s
     return header + "\n\n\n".join(kernel_blocks(checks_source, checks_where)) + "\n"
 
 
-def module_file(dotted: str) -> Path:
-    return REPO / Path(*dotted.split(".")).with_suffix(".py")
+def module_path(root: Path, dotted: str) -> Path:
+    """graders.checks.m01_x -> <root>/graders/checks/m01_x.py"""
+    return Path(root) / (dotted.replace(".", "/") + ".py")
 
 
 def kernel_side(spec) -> tuple[Path, str]:
     """(the module's probes file, its text): the only part of each exercise's section that runs in the learner's
     kernel, and ships to learners."""
-    checks = module_file(spec.checks_module)
-    return module_file(spec.probes_module), kernel_side_text(spec.id, checks.relative_to(REPO).as_posix(),
+    checks = module_path(REPO, spec.checks_module)
+    return module_path(REPO, spec.probes_module), kernel_side_text(spec.id, checks.relative_to(REPO).as_posix(),
                                                              checks.read_text(encoding="utf-8"))

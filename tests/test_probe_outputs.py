@@ -137,9 +137,10 @@ def test_the_kernel_side_imports_nothing_of_the_grader(module, catalogue):
     """The probes file is all that runs in the learner's kernel (and ships to learners): no grader module in it."""
     import ast
 
-    from graders.generate import module_file
+    from graders.generate import module_path
+    from polyglot_lab.catalogue import REPO
 
-    tree = ast.parse(module_file(catalogue[module].probes_module).read_text(encoding="utf-8"))
+    tree = ast.parse(module_path(REPO, catalogue[module].probes_module).read_text(encoding="utf-8"))
     imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert imported and not [name for name in imported if name.split(".")[0] == "graders"], imported
