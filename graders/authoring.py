@@ -513,6 +513,22 @@ def _lint_checks(root: Path, spec: ModuleSpec) -> list[str]:
     return problems
 
 
+ALTERNATIVES_PER_MODULE = 5
+
+
+def _lint_alternatives(root: Path, spec: ModuleSpec) -> list[str]:
+    """Every module proves that valid answers other than its master's score full marks: at least
+    ALTERNATIVES_PER_MODULE tests in tests/test_alternatives_mNN.py, each ending in `full_marks(...)`."""
+    path = root / "tests" / f"test_alternatives_m{spec.id[:2]}.py"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    tests = re.split(r"^def (?=test_)", text, flags=re.M)[1:]
+    found = sum("full_marks(" in body for body in tests)
+    if found >= ALTERNATIVES_PER_MODULE:
+        return []
+    return [f"{_rel(root, path)}: {found} valid-alternative test(s) for module {spec.id}, at least "
+            f"{ALTERNATIVES_PER_MODULE} wanted (test_* functions that end in full_marks(ctx, registry, exercise))"]
+
+
 def _named_in(text: str, function: str, exercise_id: str, check_id: str) -> bool:
     """A mistake test names a check by its function (`m01.leak_free_scaling`) or by its ids (`check("keras",
     "padding")`, `registry.checks[("converter", name)]` over a list of check ids)."""
@@ -598,5 +614,6 @@ def lint_course(root: Path = REPO, modules: list[str] | None = None, declaration
             problems.append(f"{_rel(root, path)}: [module] id is {spec.id!r} but the file is named {path.stem!r}")
         problems += _lint_master(root, spec)
         problems += _lint_checks(root, spec)
+        problems += _lint_alternatives(root, spec)
         problems += _lint_probes(root, spec, declarations)
     return problems

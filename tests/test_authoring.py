@@ -27,6 +27,9 @@ def copy_module(root: Path, module: str) -> authoring.ModuleFiles:
     for path in (files.probes, files.checks, files.tests, files.master):
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / path.relative_to(root), path)
+    alternatives = REPO / "tests" / f"test_alternatives_m{module[:2]}.py"
+    if alternatives.is_file():
+        shutil.copy(alternatives, root / "tests")
     return files
 
 
@@ -331,6 +334,14 @@ def test_not_ghost_boo_itself():
     """test_ghost_boo_variant names a longer word: ghost_boo_variant."""
 '''
 
+ALTERNATIVES = '''def test_alpha_in_another_style(ctx):
+    full_marks(ctx, m01.registry, "alpha")
+
+
+def test_alpha_without_its_verdict(ctx):
+    assert True
+'''
+
 
 def crafted_course(root: Path) -> Path:
     for path, text in {"exercises/01_demo.toml": CATALOGUE, "graders/checks/m01_demo.py": CHECKS,
@@ -346,6 +357,7 @@ def crafted_course(root: Path) -> Path:
         nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": cell_tags}))
     (root / "solutions").mkdir()
     nbformat.write(nb, root / "solutions" / "01_demo.ipynb")
+    (root / "tests/test_alternatives_m01.py").write_text(ALTERNATIVES)
     return root
 
 
@@ -359,6 +371,7 @@ def test_lint_finds_each_kind_of_problem(tmp_path):
         r"^graders/checks/m01_demo.py: check ghost.boo is registered but exercises/01_demo.toml has no such check",
         r"^graders/checks/m01_demo.py: check ghost.boo \(ghost_boo\) has no mistake test: neither ghost_boo nor "
         r"'boo' is named in tests/test_mistakes_m01.py",
+        r"^tests/test_alternatives_m01.py: 1 valid-alternative test\(s\) for module 01_demo, at least 5 wanted",
         r"^polyglot_lab/probes/m01_demo.py: probe stray matches no exercise of exercises/01_demo.toml",
     ]
     assert len(problems) == len(expected), "\n".join(problems)
@@ -382,6 +395,8 @@ def test_lint_reports_missing_and_broken_files(tmp_path):
     assert lint_course(root) == [
         "solutions/01_demo.ipynb: no master for module 01_demo",
         "graders/checks/m01_demo.py could not be imported: ModuleNotFoundError: No module named 'no_such_module_here'",
+        "tests/test_alternatives_m01.py: 1 valid-alternative test(s) for module 01_demo, at least 5 wanted "
+        "(test_* functions that end in full_marks(ctx, registry, exercise))",
         "exercises/01_demo.toml: its probes module polyglot_lab.probes.m01_demo has no file "
         "polyglot_lab/probes/m01_demo.py",
         "exercises/02_bad.toml: no [[exercise]] entries",
