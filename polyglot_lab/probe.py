@@ -71,6 +71,20 @@ def _file_name(name: str) -> str:
     return name
 
 
+def _plain_array(name: str, value) -> np.ndarray:
+    """`value` as an array of numbers, bools or strings; anything numpy can only hold as Python objects (None among
+    numbers, a dict, a ragged list) is the learner's return value being of the wrong kind: say so by name."""
+    try:
+        array = np.asarray(_to_numpy(value))
+    except ValueError as exc:  # numpy >= 1.24 refuses ragged nesting outright
+        raise TypeError(f"{name}: expected an array of numbers, got {type(value).__name__} that numpy cannot make "
+                        f"one array of ({exc})") from None
+    if array.dtype == object:
+        raise TypeError(f"{name}: expected an array of numbers, got {type(value).__name__} holding Python objects "
+                        f"(e.g. {type(array.flat[0]).__name__ if array.size else 'nothing'})")
+    return array
+
+
 class ProbeIO:
     """The files of one exercise's probe: ``<workdir>/.polyglot/<exercise>/{inputs,outputs}``.
     ``declared`` (name -> kind) is what the probe may save; None for the grader's inputs, whose kinds are inferred."""
@@ -89,12 +103,13 @@ class ProbeIO:
         for name, value in values.items():
             kind = kinds[name]
             if kind == ARRAY:
-                np.save(directory / f"{_file_name(name)}.npy", np.asarray(_to_numpy(value)), allow_pickle=False)
+                np.save(directory / f"{_file_name(name)}.npy", _plain_array(name, value), allow_pickle=False)
             elif kind == ARRAYS:
                 folder = directory / _file_name(name)
                 folder.mkdir(exist_ok=True)
                 for key, array in dict(value).items():
-                    np.save(folder / f"{_file_name(str(key))}.npy", np.asarray(_to_numpy(array)), allow_pickle=False)
+                    np.save(folder / f"{_file_name(str(key))}.npy", _plain_array(f"{name}[{key!r}]", array),
+                            allow_pickle=False)
             elif kind == FILE:
                 (directory / _file_name(name)).write_bytes(bytes(value))
             else:

@@ -58,6 +58,32 @@ def test_a_probe_saving_an_undeclared_name_fails_as_a_probe_error(ctx):
         ctx.outputs(saves_an_undeclared_name)
 
 
+@probe(logits=ARRAY)
+def returns_what_the_learner_returned(ns, io):
+    io.save(logits=ns["value"])
+
+
+@pytest.mark.parametrize("value", [[np.zeros(3), None], {"a": 1}, [[1.0, 2.0], [3.0]]])
+def test_a_value_that_is_not_an_array_of_numbers_is_named_in_the_kernel(ctx, value):
+    """numpy would hold these as Python objects (needing pickle): the probe says which output and what it got."""
+    assert not run(__name__, "returns_what_the_learner_returned", {"value": value}, ctx.workdir)
+    with pytest.raises(CheckFailed) as failure:
+        ctx.outputs(returns_what_the_learner_returned)
+    assert "logits: expected an array of numbers" in failure.value.found
+
+
+def test_an_object_array_written_behind_the_probes_back_fails_the_check_with_words(ctx):
+    """A kernel may write any file where the probe's outputs go: an array of Python objects is not read (that needs
+    pickle), and the check fails naming the output, rather than erroring."""
+    io = probe_io("example", ctx.workdir, declared=example.outputs)
+    io.save(report={"ratio": 0.5})
+    np.save(io.outputs_dir / "logits.npy", np.array([None, 1], dtype=object), allow_pickle=True)
+    io.mark_done()
+    with pytest.raises(CheckFailed, match="output logits is not a plain array of numbers") as failure:
+        ctx.outputs(example)["logits"]
+    assert "pickle" in failure.value.found
+
+
 def test_a_declared_value_that_was_not_saved_is_missing_not_undeclared(ctx):
     io = probe_io("example", ctx.workdir, declared=example.outputs)
     io.save(logits=np.zeros(3))

@@ -194,10 +194,10 @@ class Outputs(Mapping):
     def __getitem__(self, name: str):
         kind = self.kind(name)
         if kind == ARRAY:
-            return _read_npy(self._plain(self.dir / f"{name}.npy", name))
+            return self._array(self._plain(self.dir / f"{name}.npy", name), name)
         if kind == ARRAYS:
             folder = self._plain(self.dir / name, name)
-            return {p.stem: _read_npy(self._plain(p, name)) for p in sorted(folder.glob("*.npy"))}
+            return {p.stem: self._array(self._plain(p, name), f"{name}[{p.stem!r}]") for p in sorted(folder.glob("*.npy"))}
         if kind == FILE:
             return self._plain(self.dir / name, name)
         if self._values is None:
@@ -227,6 +227,17 @@ class Outputs(Mapping):
 
     def __len__(self) -> int:
         return len(list(iter(self)))
+
+    def _array(self, path: Path, name: str) -> np.ndarray:
+        """A plain array, or a verdict that names the output: the kernel wrote it, so it may hold Python objects
+        (which are not read: that needs pickle) or not be an .npy file at all."""
+        try:
+            return _read_npy(path)
+        except (ValueError, OSError) as exc:
+            raise CheckFailed(f"The {self.exercise} probe's output {name} is not a plain array of numbers, so it "
+                              "could not be checked.", found=str(exc)[:LEARNER_TEXT],
+                              hint="Return numbers (a NumPy array, a tensor, a list of numbers), not None, "
+                                   "dicts or lists of different lengths.") from None
 
     def _plain(self, path: Path, name: str) -> Path:
         """`path`, when it exists and neither it nor a folder between it and the working folder is a link."""
