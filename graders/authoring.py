@@ -490,8 +490,13 @@ def _lint_checks(root: Path, spec: ModuleSpec) -> list[str]:
         return [f"{checks_file} could not be imported: {type(exc).__name__}: {exc}"]
     if not isinstance(registry, Registry):
         return [f"{checks_file} defines no `registry = Registry({spec.id!r})`"]
-    problems = []
+    problems: list[str] = []
     declared = [(e.id, c.id) for e in spec.exercises for c in e.checks]
+    for exercise in spec.exercises:
+        for check in exercise.checks:
+            if check.title == check.id:  # the catalogue's reader defaults a missing title to the id
+                problems.append(f"{catalogue}: check {exercise.id}.{check.id} has no title: the one-line requirement "
+                                "it enforces, as the exercise states it (feedback shows it to the learner)")
     for exercise_id, check_id in declared:
         if (exercise_id, check_id) not in registry.checks:
             problems.append(f"{catalogue}: check {exercise_id}.{check_id} has no check registered in {checks_file} "

@@ -277,6 +277,7 @@ id = "alpha"
 title = "Alpha"
   [[exercise.check]]
   id = "right"
+  title = "alpha is right"
   points = 1
 
 [[exercise]]
@@ -367,6 +368,7 @@ def test_lint_finds_each_kind_of_problem(tmp_path):
         r"^solutions/01_demo.ipynb: cell 0 .* has solution markers .* but no solution:<id> tag",
         r"^solutions/01_demo.ipynb: cell 2 .* tagged solution:beta but has no ### BEGIN SOLUTION",
         r"^solutions/01_demo.ipynb: cell 3 .* tagged check:gamma, but exercises/01_demo.toml has no exercise 'gamma'",
+        r"^exercises/01_demo.toml: check beta.right has no title: the one-line requirement it enforces",
         r"^exercises/01_demo.toml: check beta.right has no check registered in graders/checks/m01_demo.py",
         r"^graders/checks/m01_demo.py: check ghost.boo is registered but exercises/01_demo.toml has no such check",
         r"^graders/checks/m01_demo.py: check ghost.boo \(ghost_boo\) has no mistake test: neither ghost_boo nor "
