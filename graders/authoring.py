@@ -511,8 +511,6 @@ def _lint_checks(root: Path, spec: ModuleSpec) -> list[str]:
         name = getattr(fn, "__name__", "")
         if _named_in(text, name, exercise_id, check_id):
             continue
-        if (spec.id, exercise_id, check_id) in MISTAKE_TESTS_TO_WRITE:
-            continue
         problems.append(f"{checks_file}: check {exercise_id}.{check_id} ({name}) has no mistake test: neither "
                         f"{name} nor {check_id!r} is named in {_rel(root, tests)}")
     return problems
@@ -539,16 +537,6 @@ def _named_in(text: str, function: str, exercise_id: str, check_id: str) -> bool
     "padding")`, `registry.checks[("converter", name)]` over a list of check ids)."""
     by_function = function.isidentifier() and re.search(rf"\b{re.escape(function)}\b", text)
     return bool(by_function or re.search(rf"[\"']{re.escape(check_id)}[\"']", text))
-
-
-# Checks whose mistake tests are still to be written (issue 14, validity). Listed, so that `make verify` and the
-# course test stay green today and fail on any *new* check without one; the list only shrinks
-# (tests/test_authoring.py fails on an entry that has its test by now).
-MISTAKE_TESTS_TO_WRITE = {
-    ("04_tensorflow_serving", "tflite", "quantized_accuracy"),
-    ("05_capstone", "export", "pt2_parity"), ("05_capstone", "saved_model", "litert_parity"),
-    ("05_capstone", "saved_model", "gpu_parity"), ("05_capstone", "serve", "predictions"),
-}
 
 
 def _probe_functions(module) -> dict[str, object]:

@@ -129,5 +129,7 @@ def attention_variants(q, k, v, mask) -> dict[str, np.ndarray]:
                 "mask ignored": attend(scores / scale, np.ones_like(mask)),
                 "mask inverted": attend(scores / scale, np.where(mask.all(-1, keepdims=True), mask, ~mask)),
                 "softmax over the queries (axis -2) instead of the keys": attend(scores / scale, mask, -2),
+                "softmax over the heads (axis 1) instead of the keys (the last axis)": attend(scores / scale, mask, 1),
+                "softmax over the batch (axis 0) instead of the keys (the last axis)": attend(scores / scale, mask, 0),
                 "no scaling by sqrt(head_dim)": attend(scores),
                 "scaled by head_dim instead of its square root": attend(scores / q.shape[-1])}

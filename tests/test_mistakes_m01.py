@@ -1,10 +1,11 @@
-"""Module 01's typical mistakes, each caught with a message that names it — on small crafted artifacts."""
+"""Module 01's typical mistakes, each caught with a message that names it: on small crafted artifacts, and as
+mutants (learner code with one mistake) through the real probe."""
 import numpy as np
 import pytest
 
 from graders.checks import CheckContext
 from graders.checks import m01_keras_prototype as m01
-from mistakes import craft, fails_with
+from mistakes import costs_only, craft, fails_with, run_probe
 from polyglot_lab.probe import probe_io
 
 
@@ -166,3 +167,179 @@ def test_history_must_hold_validation_curves_and_a_falling_loss(ctx):
     fails_with(m01.curves_recorded, ctx, "lacks val_loss, val_accuracy")  # fit without validation data
     craft(ctx, m01.train, loss={}, callbacks=[], history={**curves, "loss": [1.0, 1.2]})
     fails_with(m01.curves_recorded, ctx, "did not go down")
+
+
+# -- mutants: one requirement violated, through the real probe -------------------------------------
+PROBES = "polyglot_lab.probes.m01_keras_prototype"
+
+
+def probe_with(ctx, exercise, **namespace):
+    return run_probe(ctx, m01.registry, PROBES, exercise, **namespace)
+
+
+def preparer(seed_used=lambda seed: seed, stratify=True, dtype="float32", transform_test=True, one_hot=False):
+    """prepare_data with one mistake at most."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    def prepare_data(X, y, seed):
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y if stratify else None,
+                                                            random_state=seed_used(seed))
+        scaler = StandardScaler().fit(X_train)
+        X_test = scaler.transform(X_test) if transform_test else X_test
+        if one_hot:
+            y_train, y_test = np.eye(10)[y_train], np.eye(10)[y_test]
+        return (scaler.transform(X_train).astype(dtype), np.asarray(X_test).astype(dtype), y_train, y_test, scaler)
+    return prepare_data
+
+
+@pytest.mark.parametrize("mistake, failing, words", [
+    (dict(), (), ()),
+    (dict(seed_used=lambda seed: None), "split_rows", ("stratified but not the one random_state=seed gives",
+                                                       "was it passed on?")),
+    (dict(seed_used=lambda seed: 42), "split_rows", ("random_state=42, a constant",)),
+    (dict(stratify=False), "split_rows", ("not stratified", "without stratify=y")),
+    (dict(dtype="float64"), "float32_features", ("not float32", "X_train is float64")),
+    (dict(transform_test=False), "leak_free_scaling", ("X_test was not transformed",)),
+    (dict(one_hot=True), "integer_labels", ("one-hot",)),
+])
+def test_split_mutants_cost_only_their_check(ctx, mistake, failing, words):
+    probe_with(ctx, "split", prepare_data=preparer(**mistake))
+    costs_only(ctx, m01.registry, "split", failing, *words)
+
+
+def test_test_rows_left_raw_are_caught_when_the_rows_differ_too(ctx):
+    probe_with(ctx, "split", prepare_data=preparer(seed_used=lambda seed: seed + 1, transform_test=False))
+    costs_only(ctx, m01.registry, "split", ("split_rows", "leak_free_scaling"), "")
+    fails_with(m01.leak_free_scaling, ctx, "X_test was not transformed")
+
+
+def builder(last="softmax", extra=None, hidden=16):
+    import keras
+
+    def build_model():
+        layers = [keras.Input((64,)), keras.layers.Dense(hidden, activation="relu"),
+                  keras.layers.Dense(10, activation=last)]
+        return keras.Sequential(layers + ([extra()] if extra else []))
+    return build_model
+
+
+@pytest.mark.parametrize("build, failing, words", [
+    (dict(last=None, extra=lambda: __import__("keras").layers.Softmax(axis=0)), "softmax_once",
+     ("wrong axis", "each column")),
+    (dict(last=None), "softmax_once", ("Softmax is missing",)),
+    (dict(extra=lambda: __import__("keras").layers.Softmax()), "softmax_once", ("applied 2 times",)),
+    (dict(hidden=400), "param_budget", ("over the parameter budget",)),
+])
+def test_model_mutants_cost_only_their_check(ctx, build, failing, words):
+    probe_with(ctx, "model", build_model=builder(**build))
+    costs_only(ctx, m01.registry, "model", failing, *words)
+
+
+@pytest.fixture(scope="module")
+def learner_split():
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+    X, y = m01.digits()
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=42)
+    scaler = StandardScaler().fit(X_train)
+    return (scaler.transform(X_train).astype("float32"), scaler.transform(X_test).astype("float32"),
+            y_train, y_test, scaler)
+
+
+def trained_on(learner_split, epochs=3, **fit):
+    import keras
+    X_train, _, y_train, _, _ = learner_split
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)]
+    history = model.fit(X_train, y_train, epochs=epochs, batch_size=32, callbacks=callbacks, verbose=0, **fit)
+    return model, history, callbacks
+
+
+def train_namespace(learner_split, model, history, callbacks):
+    X_train, X_test, y_train, y_test, _ = learner_split
+    return dict(model=model, history=history, callbacks=callbacks, X_train=X_train, X_test=X_test,
+                y_train=y_train, y_test=y_test)
+
+
+@pytest.mark.parametrize("validation, words", [
+    ("test", ("validated on the test split",)),
+    ("train", ("validated on the rows it trained on",)),
+])
+def test_validating_on_the_wrong_rows_costs_only_held_out_validation(ctx, learner_split, validation, words):
+    X_train, X_test, y_train, y_test, _ = learner_split
+    data = {"test": (X_test, y_test), "train": (X_train, y_train)}[validation]
+    model, history, callbacks = trained_on(learner_split, validation_data=data)
+    probe_with(ctx, "train", **train_namespace(learner_split, model, history, callbacks))
+    costs_only(ctx, m01.registry, "train", "held_out_validation", *words)
+
+
+def test_validation_split_passes_and_is_recognised(ctx, learner_split):
+    model, history, callbacks = trained_on(learner_split, validation_split=0.2)
+    probe_with(ctx, "train", **train_namespace(learner_split, model, history, callbacks))
+    assert "validation_split=0.2" in m01.held_out_validation(ctx)
+
+
+@pytest.fixture(scope="module")
+def well_trained(learner_split):
+    """A model that clears the held-out bar, so that a wrong Normalization costs its own check only."""
+    model, _, _ = trained_on(learner_split, epochs=40, validation_split=0.2)
+    return model
+
+
+def serve(ctx, model, mean, variance):
+    import keras
+    keras.Sequential([keras.Input((64,)), keras.layers.Normalization(mean=mean, variance=variance), model]
+                     ).save(ctx.workdir / m01.MODEL_FILE)
+
+
+def test_normalization_with_other_statistics_costs_only_its_check(ctx, learner_split, well_trained):
+    scaler = learner_split[4]
+    serve(ctx, well_trained, scaler.mean_, scaler.scale_ ** 2)
+    probe_with(ctx, "save", scaler=scaler, model=well_trained)
+    assert m01.normalization_statistics(ctx) and m01.holdout_accuracy(ctx)
+    X, _ = m01.digits()  # adapted to every row before the split: close enough to clear the accuracy bar
+    serve(ctx, well_trained, X.mean(0), np.where(X.std(0) > 0, X.std(0), 1) ** 2)
+    ctx.cache.clear()
+    costs_only(ctx, m01.registry, "save", "normalization_statistics", "statistics of all the digits")
+
+
+def test_normalization_with_var_is_named(ctx, learner_split, well_trained):
+    scaler = learner_split[4]
+    serve(ctx, well_trained, scaler.mean_, scaler.var_)  # constant pixels: variance 0
+    probe_with(ctx, "save", scaler=scaler, model=well_trained)
+    fails_with(m01.normalization_statistics, ctx, "variance=scaler.var_", "variance 0")
+
+
+def test_predictions_computed_in_process_cost_only_the_process_check(ctx):
+    model = tiny_model()
+    model.save(ctx.workdir / m01.MODEL_FILE)
+
+    def predict_under_backend(path, backend, X):  # no second process: TensorFlow's own answers
+        import keras
+        return keras.saving.load_model(ctx.workdir / path).predict(X, verbose=0)
+
+    probe_with(ctx, "backends", predict_under_backend=predict_under_backend)
+    costs_only(ctx, m01.registry, "backends", "torch_process", "started no process")
+
+
+def test_a_process_without_the_torch_backend_is_named(ctx, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    tiny_model().save(ctx.workdir / m01.MODEL_FILE)
+    monkeypatch.chdir(ctx.workdir)
+
+    def predict_under_backend(path, backend, X):  # the backend argument dropped: the child runs TensorFlow
+        np.save("x.npy", X)
+        script = ("import sys, numpy as np, keras; m = keras.saving.load_model(sys.argv[1]); "
+                  "np.save('p.npy', m.predict(np.load('x.npy'), verbose=0))")
+        subprocess.run([sys.executable, "-c", script, path], check=True,
+                       env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+        return np.load("p.npy")
+
+    probe_with(ctx, "backends", predict_under_backend=predict_under_backend)
+    costs_only(ctx, m01.registry, "backends", "torch_process", "did not get KERAS_BACKEND='torch'")

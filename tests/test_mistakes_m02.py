@@ -4,8 +4,6 @@ Small learner functions (a right one and the usual wrong ones) go through the mo
 in this process, on the grader's inputs; the checks then decide as they do at grade time.
 Artifacts are crafted as tiny exported programs and state dicts.
 """
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -14,7 +12,7 @@ from torch import nn
 
 from graders.checks import CheckContext
 from graders.checks import m02_pytorch_eager as m02
-from mistakes import fails_with, run_probe
+from mistakes import costs_only, fails_with, full_marks, run_probe, verdicts
 
 PROBES = "polyglot_lab.probes.m02_pytorch_eager"
 
@@ -26,6 +24,10 @@ def ctx(tmp_path):
 
 def probe_with(ctx, exercise, **namespace):
     return run_probe(ctx, m02.registry, PROBES, exercise, **namespace)
+
+
+def m02_verdicts(ctx, exercise):
+    return verdicts(ctx, m02.registry, exercise)
 
 
 # -- port --------------------------------------------------------------------------------------
@@ -206,12 +208,15 @@ def test_block_with_other_parameter_names_says_which(ctx):
     fails_with(m02.block_matches_library, ctx, "state_dict keys must be", "norm.weight")
 
 
-def digits_net(detach=False, softmax=False, unused_layer=False):
+def digits_net(detach=False, softmax=False, unused_layer=False, plain_statistics=False):
     class DigitsNet(nn.Module):
         def __init__(self, mean, std):
             super().__init__()
-            self.register_buffer("mean", mean)
-            self.register_buffer("std", std)
+            if plain_statistics:  # attributes, not buffers: lost from the state dict
+                self.mean, self.std = mean, std
+            else:
+                self.register_buffer("mean", mean)
+                self.register_buffer("std", std)
             self.stem, self.head = nn.Linear(64, 32), nn.Linear(32, 10)
             self.spare = nn.Linear(32, 32) if unused_layer else None
 
@@ -239,6 +244,12 @@ def test_parameters_that_never_learn_are_named(ctx, mistake, stuck):
 def test_model_with_softmax_inside(ctx):
     probe_with(ctx, "model", DigitsNet=digits_net(softmax=True))
     fails_with(m02.model_returns_logits, ctx, "returns probabilities")
+    costs_only(ctx, m02.registry, "model", "returns_logits", "returns probabilities")
+
+
+def test_model_statistics_must_be_buffers(ctx):
+    probe_with(ctx, "model", DigitsNet=digits_net(plain_statistics=True))
+    costs_only(ctx, m02.registry, "model", "standardises_with_buffers", "no buffer with the mean and the std")
 
 
 # -- loader ------------------------------------------------------------------------------------
@@ -281,26 +292,32 @@ def test_loader_mistakes_are_named(ctx, kind, check, words):
 
 
 # -- train_epoch -------------------------------------------------------------------------------
-def loop(skip=(), returns="mean", optimizer_override=False):
-    """A learner's train_epoch, written independently of the grader's replay, leaving out `skip`."""
+def loop(*skip, returns="mean"):
+    """A learner's train_epoch, written independently of the grader, with the mistakes named in `skip`."""
     def train_epoch(model, loader, optimizer, scheduler, max_grad_norm):
         if "train_mode" not in skip:
             model.train()
-        if optimizer_override:
+        if "own_optimizer" in skip:
             optimizer = torch.optim.Adam(model.parameters())
         losses = []
         for xb, yb in loader:
-            if "zero_grad" not in skip:
+            if "zero_grad" not in skip and "zero_grad_before_step" not in skip:
                 optimizer.zero_grad()
             logits = model(xb)
-            loss = nn.CrossEntropyLoss()(F.softmax(logits, dim=1) if "loss_on_logits" in skip else logits, yb)
+            loss = nn.CrossEntropyLoss(reduction="sum" if "summed_loss" in skip else "mean")(
+                F.softmax(logits, dim=1) if "loss_on_logits" in skip else logits, yb)
             if "clip_before_backward" in skip:  # a common slip: clipping before there are gradients to clip
                 nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             loss.backward()
             if not {"clipping", "clip_before_backward"} & set(skip):
-                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            if "schedule" not in skip:
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0 if "clip_to_one" in skip else max_grad_norm)
+            if "zero_grad_before_step" in skip:
+                optimizer.zero_grad()
+            if "scheduler_first" in skip:
+                scheduler.step()
+            if "every_other_step" not in skip or len(losses) % 2 == 0:
+                optimizer.step()
+            if not {"schedule", "scheduler_first"} & set(skip):
                 scheduler.step()
             losses.append(loss.item())
         if "schedule_per_epoch" in skip:
@@ -309,53 +326,76 @@ def loop(skip=(), returns="mean", optimizer_override=False):
     return train_epoch
 
 
-LOOP_CHECKS = {step: m02.registry.checks[("train_epoch", step)] for step in m02.LOOP_STEPS}
-
-
 def test_right_loop_passes_every_check(ctx):
     probe_with(ctx, "train_epoch", train_epoch=loop())
-    for check in [*LOOP_CHECKS.values(), m02.returns_mean_loss]:
-        assert check(ctx)
+    full_marks(ctx, m02.registry, "train_epoch")
 
 
-@pytest.mark.parametrize("skip", [(step,) for step in m02.LOOP_STEPS] + [
-    ("clip_before_backward",), ("zero_grad", "clipping"), ("train_mode", "loss_on_logits")])
-def test_loop_mistakes_are_named_and_cost_only_their_checks(ctx, skip):
-    probe_with(ctx, "train_epoch", train_epoch=loop(skip))
-    named = {"clipping" if step == "clip_before_backward" else step for step in skip}
-    for step, check in LOOP_CHECKS.items():
-        if step in named:
-            fails_with(check, ctx, m02.LOOP_MISTAKES[step][0][:30])
-        else:
-            assert check(ctx)
-    assert m02.returns_mean_loss(ctx)
+@pytest.mark.parametrize("skip, failing, words", [
+    (("train_mode",), "train_mode", ("eval mode in 6 of the 6",)),
+    (("zero_grad",), "zero_grad", ("Gradients accumulate", "batch 2")),
+    (("zero_grad_before_step",), ("zero_grad", "clipping"), ("between backward and step",)),
+    (("loss_on_logits",), "loss_on_logits", ("Softmax is applied before the cross-entropy",)),
+    (("summed_loss",), "loss_on_logits", ("16 times that gradient", "summed")),
+    (("clipping",), "clipping", ("not clipped", "above max_grad_norm")),
+    (("clip_before_backward",), "clipping", ("not clipped", "after backward")),
+    (("clip_to_one",), "clipping", ("clipped to norm 1, not to max_grad_norm",)),
+    (("schedule",), "schedule", ("never called",)),
+    (("schedule", "schedule_per_epoch"), "schedule", ("stepped 1 times in an epoch of 6 batches",)),
+    (("scheduler_first",), "schedule", ("scheduler.step() runs before optimizer.step()",)),
+    (("own_optimizer",), "steps", ("optimizer of its own (Adam)",)),
+    (("every_other_step",), "steps", ("trained on once", "3 steps")),
+])
+def test_loop_mistakes_are_named_and_cost_only_their_checks(ctx, skip, failing, words):
+    probe_with(ctx, "train_epoch", train_epoch=loop(*skip))
+    costs_only(ctx, m02.registry, "train_epoch", failing, *words)
 
 
-def test_scheduler_stepped_per_epoch_is_not_per_batch(ctx):
-    probe_with(ctx, "train_epoch", train_epoch=loop(("schedule", "schedule_per_epoch")))
-    fails_with(LOOP_CHECKS["schedule"], ctx, "once per batch")
+def test_two_loop_mistakes_cost_their_two_checks(ctx):
+    probe_with(ctx, "train_epoch", train_epoch=loop("train_mode", "loss_on_logits"))
+    costs_only(ctx, m02.registry, "train_epoch", ("train_mode", "loss_on_logits"), "")
+    probe_with(ctx, "train_epoch", train_epoch=loop("zero_grad", "clipping"))
+    costs_only(ctx, m02.registry, "train_epoch", ("zero_grad", "clipping"), "")
 
 
-def test_unknown_loop_fails_every_step_and_says_so(ctx):
-    probe_with(ctx, "train_epoch", train_epoch=loop(optimizer_override=True))
-    for check in LOOP_CHECKS.values():
-        fails_with(check, ctx, "match no training loop")
-
-
-@pytest.mark.parametrize("returns", ["sum", "last"])
-def test_loop_must_return_the_mean_loss(ctx, returns):
+@pytest.mark.parametrize("returns, cause", [("sum", "their sum"), ("last", "last batch's loss")])
+def test_loop_must_return_the_mean_loss(ctx, returns, cause):
     probe_with(ctx, "train_epoch", train_epoch=loop(returns=returns))
-    fails_with(m02.returns_mean_loss, ctx, "mean of the batch losses")
+    costs_only(ctx, m02.registry, "train_epoch", "returns_mean_loss", "mean of the batch losses", cause)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_every_combination_of_loop_mistakes_is_told_apart(tmp_path, seed):
-    """The replays the grader matches against differ pairwise, so a named mistake is never a guess."""
-    given = m02.train_epoch_inputs(CheckContext(tmp_path, seed=seed, device="cpu"))
-    replays = {skipped: m02.replay_epoch(given, frozenset(skipped))[0]
-               for n in range(len(m02.LOOP_STEPS) + 1) for skipped in itertools.combinations(m02.LOOP_STEPS, n)}
-    for (a, state_a), (b, state_b) in itertools.combinations(replays.items(), 2):
-        assert not all(m02.close(state_a[k], state_b[k]) for k in state_a), (a, b)
+def test_loop_on_wrong_labels_says_what_differs(ctx):
+    """A mistake no check names: the loss uses labels of another batch; only the loss check fails, saying what it saw."""
+    def train_epoch(model, loader, optimizer, scheduler, max_grad_norm):
+        model.train()
+        batches, losses = list(loader), []
+        for i, (xb, _) in enumerate(batches):
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(xb), batches[i - 1][1])
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        return sum(losses) / len(losses)
+    probe_with(ctx, "train_epoch", train_epoch=train_epoch)
+    costs_only(ctx, m02.registry, "train_epoch", "loss_on_logits", "not that of the mean cross-entropy", "batch 1")
+
+
+def test_loop_that_never_runs_says_so(ctx):
+    probe_with(ctx, "train_epoch", train_epoch=lambda model, loader, optimizer, scheduler, max_grad_norm: 0.0)
+    results = m02_verdicts(ctx, "train_epoch")
+    assert all(r.status == "failed" for r in results.values()), {k: r.message for k, r in results.items()}
+    assert "never ran the model" in results["train_mode"].message
+
+
+def test_replayed_gradients_tell_softmax_from_logits(tmp_path):
+    """The loss check's two replays differ on every batch, so naming the softmax mistake is never a guess."""
+    ctx = CheckContext(tmp_path, seed=3, device="cpu")
+    probe_with(ctx, "train_epoch", train_epoch=loop())
+    for backward in [e for e in m02.loop_record(ctx) if e["event"] == "backward"]:
+        logits, soft = (m02.replay_gradient(ctx, backward["after"], kind) for kind in ("logits", "softmax"))
+        assert not all(m02.close(soft[k], v) for k, v in logits.items())
 
 
 # -- predict -----------------------------------------------------------------------------------
@@ -386,6 +426,31 @@ def test_history_with_a_flat_learning_rate(ctx):
     fails_with(m02.fit_curves, ctx, "lacks val_accuracy")
 
 
+def one_cycle_lrs(epochs, steps_per_epoch, per_batch=True):
+    """The learning rate after each epoch of a OneCycleLR stepped per batch (or, wrongly, once per epoch)."""
+    optimizer = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=3e-3)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=epochs * steps_per_epoch)
+    lrs = []
+    for _ in range(epochs):
+        for _ in range(steps_per_epoch if per_batch else 1):
+            optimizer.step()
+            scheduler.step()
+        lrs.append(scheduler.get_last_lr()[0])
+    return lrs
+
+
+def test_history_right_and_its_mistakes(ctx):
+    loss, accuracy = [2.0, 1.2, 0.8, 0.5, 0.4], [0.5, 0.8, 0.9, 0.95, 0.96]
+    probe_with(ctx, "fit", history={"train_loss": loss, "val_accuracy": accuracy, "lr": one_cycle_lrs(5, 23)})
+    assert m02.fit_curves(ctx)
+    probe_with(ctx, "fit", history={"train_loss": loss, "val_accuracy": accuracy,
+                                    "lr": one_cycle_lrs(5, 23, per_batch=False)})
+    costs_only(ctx, m02.registry, "fit", "curves", "did not anneal")
+    probe_with(ctx, "fit", history={"train_loss": loss, "val_accuracy": [100 * a for a in accuracy],
+                                    "lr": one_cycle_lrs(5, 23)})
+    costs_only(ctx, m02.registry, "fit", "curves", "a fraction")
+
+
 # -- save --------------------------------------------------------------------------------------
 class Pixels(nn.Module):
     """A tiny stand-in for DigitsNet: raw pixels in, logits out."""
@@ -406,14 +471,16 @@ def save_artifacts(ctx, model, *, train_mode=False, dynamic=True, state=None):
     torch.save(model.state_dict() if state is None else state, ctx.workdir / m02.STATE_FILE)
 
 
-def trained_pixels() -> Pixels:
-    """Logistic regression's weights in a Pixels model: over the bar on digits, in a second."""
+def trained_pixels(dropout=0.0, standardised=False) -> Pixels:
+    """Logistic regression's weights in a Pixels model: over the bar on digits, in a second (`standardised`: fitted
+    on centred pixels, for BatchStandardised)."""
     from sklearn.linear_model import LogisticRegression
 
     from polyglot_lab.data import digits
     X, y = digits()
-    fitted = LogisticRegression(max_iter=500).fit(X / 16, y)
-    model = Pixels()
+    features = (X - X.mean(0)) / 16 if standardised else X / 16
+    fitted = LogisticRegression(max_iter=500).fit(features, y)
+    model = Pixels(dropout)
     model.fc.weight.data = torch.tensor(fitted.coef_, dtype=torch.float32)
     model.fc.bias.data = torch.tensor(fitted.intercept_, dtype=torch.float32)
     return model
@@ -437,9 +504,49 @@ def test_gpu_parity_on_a_gpu(ctx):
     assert m02.program_gpu_parity(ctx)
 
 
+class DropoutOnTheSide(Pixels):
+    """Dropout on a branch that scales the logits by at most 1e-4: in train mode the outputs vary from run to run,
+    but too little to move the held-out accuracy, so only the eval-mode check can see it."""
+
+    def forward(self, x):
+        logits = self.fc(x / 16)
+        return logits + 1e-4 * self.dropout(logits)
+
+
 def test_program_exported_in_train_mode(ctx):
-    save_artifacts(ctx, Pixels(dropout=0.5), train_mode=True)
-    fails_with(m02.program_eval_mode, ctx, "exported in train mode")
+    """Train-mode dropout, named from the program's own graph; the trained weights keep every other check passing."""
+    model = DropoutOnTheSide(dropout=0.5)
+    model.load_state_dict(trained_pixels().state_dict())
+    save_artifacts(ctx, model, train_mode=True)
+    costs_only(ctx, m02.registry, "save", "eval_mode", "exported in train mode", "aten.dropout.default",
+               "different outputs on two runs")
+
+
+class NoisyPixels(Pixels):
+    """Random noise at inference, in eval mode: non-deterministic, but not because of train mode."""
+
+    def forward(self, x):
+        return super().forward(x + 0.01 * torch.randn_like(x))
+
+
+class BatchStandardised(Pixels):
+    """Centres each batch on its own mean: deterministic, but a row depends on the rest of its batch."""
+
+    def forward(self, x):
+        return self.fc((x - x.mean(0)) / 16)
+
+
+@pytest.mark.parametrize("model, observed", [
+    (NoisyPixels, "different outputs on two runs"),
+    (BatchStandardised, "changed with the rest of its batch"),
+])
+def test_program_non_determinism_other_than_train_mode_is_described(ctx, model, observed):
+    pixels = model()
+    pixels.load_state_dict(trained_pixels(standardised=model is BatchStandardised).state_dict())
+    save_artifacts(ctx, pixels)
+    failure = costs_only(ctx, m02.registry, "save", "eval_mode", "holds no dropout or batch norm in training mode",
+                         observed)["eval_mode"]
+    assert "exported in train mode" not in failure.message
 
 
 def test_program_with_a_static_batch(ctx):
@@ -512,6 +619,13 @@ def test_hooks_left_registered(ctx):
 def test_dead_layer_must_be_the_one_with_zero_output(ctx):
     probe_with(ctx, "hooks", **hook_functions(dead_means="layer_before"))
     fails_with(m02.registry.checks[("hooks", "dead_layer_found")], ctx, "wrong layer")
+
+
+def test_a_hard_coded_dead_layer_is_caught(ctx):
+    """The dead layer is drawn for each of several networks, so one name written in cannot pass."""
+    functions = hook_functions()
+    probe_with(ctx, "hooks", activation_stats=functions["activation_stats"], find_dead_layer=lambda model, x: "act3")
+    costs_only(ctx, m02.registry, "hooks", ("dead_layer_found", "dead_layer_hidden"), "names the wrong layer in network")
 
 
 def test_wrong_statistics_are_named(ctx):

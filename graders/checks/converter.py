@@ -44,14 +44,33 @@ def judged_conformance(ops: list[str], found: dict) -> dict:
             else:
                 outputs = entry.get("outputs")
                 counts = outputs if isinstance(outputs, list) else []
-                why = judge_case(case, [[found.get(f"case:{name}:{d}:{k}") for k in range(int(n))]
-                                        for d, n in enumerate(counts)])
+                found_sets = [[found.get(f"case:{name}:{d}:{k}") for k in range(int(n))] for d, n in enumerate(counts)]
+                why = judge_case(case, found_sets)
+                if why is not None:
+                    why += layout_evidence(case, found_sets)
             if why is None:
                 passed.append(name)
             else:
                 failed[name] = why
         table[op] = {"passed": passed, "failed": failed}
     return table
+
+
+def layout_evidence(case, found_sets: list[list]) -> str:
+    """What a failed 4-D case's outputs say about the layout, as words to append to why it failed (empty when they
+    say nothing): the expected values in NHWC order (transposed in, never back), or an output whose channel axis
+    changed size (an NCHW tensor read as NHWC: the op ran over the channel axis)."""
+    for found, (_, expected) in zip(found_sets, case.data_sets):
+        for got, want in zip(found, expected):
+            got, want = np.asarray(got), np.asarray(want)
+            if got.ndim != 4 or want.ndim != 4 or got.shape == want.shape:
+                continue
+            nhwc = want.transpose(0, 2, 3, 1)
+            if got.shape == nhwc.shape and np.allclose(got, nhwc, rtol=case.rtol, atol=case.atol):
+                return " (the expected values in NHWC order)"
+            if got.shape[0] == want.shape[0] and got.shape[1] != want.shape[1]:
+                return f" (the channel axis has {got.shape[1]} entries, expected {want.shape[1]})"
+    return ""
 
 
 def converter_run(ctx: CheckContext, ops: list[str], export: Exporter, hint: str) -> dict:
@@ -107,32 +126,45 @@ def register_conformance_checks(registry, groups: dict[str, list[str]], run: Cal
         registry.check("converter", group)(conformance_check(ops, run, functools.partial(diagnose, group)))
 
 
+def failing_ops(result: dict) -> list[str]:
+    """The operators with at least one failed backend case: the likely cause when a whole model fails."""
+    return [op for op, verdict in result["conformance"].items() if verdict.get("failed")]
+
+
 def check_model_parity(result: dict, one: str, summary: str) -> str:
     """Every model the grader exported converts and matches ONNX Runtime on every input; `one` names a model
-    ("a convnet"), `summary` all of them."""
+    ("a convnet"), `summary` all of them. When handlers fail their own backend cases, the message names them as the
+    likely cause (their checks say what is wrong)."""
+    broken = failing_ops(result)
+    cause = (f" The {', '.join(broken)} handler{'s' if len(broken) > 1 else ''} also fail{'' if len(broken) > 1 else 's'}"
+             " ONNX's backend cases: the likely cause (see that check).") if broken else ""
+    first_inputs = [(found.get("signature") or [[None]])[0] for found in result["models"]]
+    if any(isinstance(shape, list) and shape[:1] not in ([None], []) for shape in first_inputs):
+        cause += " serve's input signature fixes its first dimension (the batch): the likely cause (see that check)."
     worst = 0.0
     for found in result["models"]:
         if "error" in found:
-            raise CheckFailed(f"Converting {one} the grader exported failed: {found['error']}",
+            raise CheckFailed(f"Converting {one} the grader exported failed: {found['error']}{cause}",
                               hint="Run every node in order; look each input up among the constants and the values "
                                    "computed so far.")
         for got, expected in zip(found["outputs"], found["expected"]):
             worst = max(worst, expect_close(got, expected, f"The converted {one}", mistake=(
                 f"The converted model differs from ONNX Runtime on {one} of the grader's "
-                f"(input shape {tuple(expected.shape)}).")))
+                f"(input shape {tuple(expected.shape)}).{cause}")))
     return f"matches ONNX Runtime on {summary} (max abs diff {worst:.1e})"
 
 
 def check_dynamic_signature(result: dict, axes: int, expected: str, fixed: str) -> str:
-    """serve's input signature leaves the first `axes` dimensions free (None); `fixed` names the mistake."""
+    """serve's input signature leaves the first `axes` dimensions free (None); `fixed` names the mistake. The
+    signature is the evidence: a model that converts but then fails to run costs model_parity, not this check."""
     for found in result["models"]:
         shape = (found.get("signature") or [[]])[0]
         if any(d is not None for d in shape[:axes]):
             raise CheckFailed(f"serve's input signature fixes {fixed}.",
                               expected=expected, found=str(shape),
                               hint="Take the ONNX input's symbolic dimensions (dim_param) as None in the TensorSpec.")
-    broken = next((found["error"] for found in result["models"] if "error" in found), None)
-    if broken:
-        raise CheckFailed(f"serve never ran on the grader's models: {broken}",
-                          hint="Every handler the model needs must work before its signature can be used.")
+    unconverted = next((found["error"] for found in result["models"] if not found.get("signature")), None)
+    if unconverted:
+        raise CheckFailed(f"convert() gave no serve with an input signature on the grader's models: {unconverted}",
+                          hint="convert(model) returns a tf.Module whose serve is a tf.function with an input_signature.")
     return f"serve's signature is {expected}"

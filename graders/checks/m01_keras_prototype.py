@@ -87,25 +87,59 @@ def reference_split(X, y, seed):
     return train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed)
 
 
+def _class_ids(labels, n: int) -> np.ndarray:
+    """Labels as class ids whatever their encoding (one-hot costs integer_labels only, not the split checks)."""
+    found = np.asarray(labels).reshape(n, -1)
+    return (found.argmax(1) if found.shape[1] > 1 else found[:, 0]).astype(np.int64)
+
+
+COMMON_CONSTANT_SEEDS = (0, 1, 42, 123, 1234, 2024)
+
+
 @registry.check("split", "split_rows")
 def split_rows(ctx: CheckContext):
     out, given = ctx.outputs(split), split_inputs(ctx)
-    _, _, y_train, y_test = reference_split(given["X"], given["y"], int(given["seed"]))
+    X, y, seed = given["X"], given["y"], int(given["seed"])
+    _, _, y_train, y_test = reference_split(X, y, seed)
     for name, expected in (("X_train", (len(y_train), 64)), ("X_test", (len(y_test), 64))):
         if out[name].shape != expected:
             raise CheckFailed(f"{name} has the wrong shape.", expected=str(expected), found=describe_array(out[name]),
                               hint="train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed)")
-    found_test = np.asarray(out["y_test"]).reshape(len(y_test), -1)
-    found_test = found_test.argmax(1) if found_test.shape[1] > 1 else found_test[:, 0]
-    if not np.array_equal(found_test.astype(np.int64), y_test):
-        counts = np.bincount(found_test.astype(np.int64), minlength=10)
-        if not np.array_equal(counts, np.bincount(y_test, minlength=10)):
-            raise CheckFailed("The split is not stratified: the test set's class counts differ from the reference.",
-                              expected=f"test class counts {np.bincount(y_test, minlength=10).tolist()}",
-                              found=f"test class counts {counts.tolist()}", hint="Pass stratify=y to train_test_split.")
-        raise CheckFailed("The rows are not split as train_test_split(..., random_state=seed) splits them.",
-                          hint="Use the `seed` argument as random_state.")
-    return f"{len(y_train)} training and {len(y_test)} test rows, stratified"
+    found_test = _class_ids(out["y_test"], len(y_test))
+    if np.array_equal(found_test, y_test):
+        return f"{len(y_train)} training and {len(y_test)} test rows, stratified"
+    from sklearn.model_selection import train_test_split
+
+    expected_counts, counts = np.bincount(y_test, minlength=10), np.bincount(found_test, minlength=10)
+    observed = f"test labels {found_test[:8].tolist()}..., class counts {counts.tolist()}"
+    reference = f"test labels {y_test[:8].tolist()}..., class counts {expected_counts.tolist()}"
+    if np.array_equal(found_test, train_test_split(y, test_size=0.2, random_state=seed)[1]):
+        raise CheckFailed("The split is not stratified: these are the rows train_test_split gives with "
+                          "random_state=seed but without stratify=y.", expected=reference, found=observed,
+                          hint="Pass stratify=y to train_test_split.")
+    # Stratified splits share their class counts whatever the seed (up to one row where shares tie).
+    if np.abs(counts - expected_counts).max() <= 1:
+        constant = next((c for c in COMMON_CONSTANT_SEEDS if c != seed and np.array_equal(
+            found_test, train_test_split(y, test_size=0.2, stratify=y, random_state=c)[1])), None)
+        cause = (f"random_state={constant}, a constant, instead of the `seed` argument" if constant is not None
+                 else "another random_state than the `seed` argument (was it passed on?)")
+        raise CheckFailed(f"The split is stratified but not the one random_state=seed gives: {cause}.",
+                          expected=reference, found=observed, hint="train_test_split(..., random_state=seed)")
+    raise CheckFailed("The test rows are not those of train_test_split(X, y, test_size=0.2, stratify=y, "
+                      "random_state=seed), and their class counts differ from a stratified split's.",
+                      expected=reference, found=observed,
+                      hint="train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed), nothing else.")
+
+
+@registry.check("split", "float32_features")
+def float32_features(ctx: CheckContext):
+    out = ctx.outputs(split)
+    wrong = {name: out[name].dtype for name in ("X_train", "X_test") if out[name].dtype != np.float32}
+    if wrong:
+        raise CheckFailed(f"The features are not float32: {', '.join(f'{k} is {v}' for k, v in wrong.items())}.",
+                          expected="float32", found=", ".join(str(v) for v in wrong.values()),
+                          hint="StandardScaler returns float64: .astype('float32') on both splits.")
+    return "float32 features"
 
 
 def _standardised(a: np.ndarray, tol=1e-3) -> bool:
@@ -114,29 +148,90 @@ def _standardised(a: np.ndarray, tol=1e-3) -> bool:
     return bool(np.all(np.abs(a.mean(0)) < tol) and np.all(np.abs(a.std(0)[varying] - 1) < tol))
 
 
+def scaling_variants(X, X_train, X_test) -> dict:
+    """(train, test) features as each known way of scaling makes them, from the reference rows."""
+    from sklearn.preprocessing import StandardScaler
+
+    def fit(rows):
+        return StandardScaler().fit(rows)
+
+    on_train, on_test, on_all = fit(X_train), fit(X_test), fit(X)
+    return {
+        "right": (on_train.transform(X_train), on_train.transform(X_test)),
+        "test_raw": (on_train.transform(X_train), X_test),
+        "test_refit": (on_train.transform(X_train), on_test.transform(X_test)),
+        "fit_on_test": (on_test.transform(X_train), on_test.transform(X_test)),
+        "fit_on_all": (on_all.transform(X_train), on_all.transform(X_test)),
+        "raw": (X_train, X_test),
+    }
+
+
+SCALING_MISTAKES = {
+    "test_raw": ("X_test was not transformed: the scaler was fit on X_train, but the test rows are still raw pixels.",
+                 "scaler.transform(X_test) too."),
+    "test_refit": ("The scaler was fit again on the test set (fit_transform on X_test): the test rows are "
+                   "standardised with their own statistics, not the training rows'.",
+                   "scaler.transform(X_test), not fit_transform."),
+    "fit_on_test": ("The scaler was fit on the test set: its statistics leak into training.",
+                    "scaler = StandardScaler().fit(X_train)"),
+    "fit_on_all": ("The scaler was fit on all the data before the split: test statistics leak into training.",
+                   "Split first, then fit the scaler on X_train only."),
+    "raw": ("The features are not standardised: they are still raw pixels.",
+            "StandardScaler().fit(X_train), then transform both splits."),
+}
+
+
+def _same_features(found: np.ndarray, expected: np.ndarray) -> bool:
+    return found.shape == expected.shape and bool(np.allclose(found, expected, rtol=1e-5, atol=1e-4))
+
+
 @registry.check("split", "leak_free_scaling")
 def leak_free_scaling(ctx: CheckContext):
-    out = ctx.outputs(split)
+    out, given = ctx.outputs(split), split_inputs(ctx)
     X_train, X_test = np.asarray(out["X_train"], np.float64), np.asarray(out["X_test"], np.float64)
     if X_train.ndim != 2 or X_test.ndim != 2:
         raise CheckFailed("X_train and X_test must be 2-D arrays.", found=f"{describe_array(X_train)}, {describe_array(X_test)}")
+    X, y, seed = given["X"], given["y"], int(given["seed"])
+    ref_X_train, ref_X_test, ref_y_train, ref_y_test = reference_split(X, y, seed)
+    rows_match = (X_train.shape == ref_X_train.shape and X_test.shape == ref_X_test.shape
+                  and np.array_equal(_class_ids(out["y_train"], len(ref_y_train)), ref_y_train)
+                  and np.array_equal(_class_ids(out["y_test"], len(ref_y_test)), ref_y_test))
+    if rows_match:  # the grader knows the rows: compare with each way of scaling them
+        variants = scaling_variants(np.asarray(X, np.float64), ref_X_train.astype(np.float64),
+                                    ref_X_test.astype(np.float64))
+        matched = next((name for name, (train, test) in variants.items()
+                        if _same_features(X_train, train) and _same_features(X_test, test)), None)
+        if matched == "right":
+            return "both splits transformed with the training rows' statistics"
+        if matched:
+            message, hint = SCALING_MISTAKES[matched]
+            raise CheckFailed(message, expected="both splits transformed by a scaler fit on X_train", hint=hint)
+        right_train, right_test = variants["right"]
+        raise CheckFailed("The features are not the training rows' standardisation of the split rows.",
+                          expected="StandardScaler().fit(X_train) applied to X_train and X_test",
+                          found=f"max difference {np.abs(X_train - right_train).max():.3g} on X_train, "
+                                f"{np.abs(X_test - right_test).max():.3g} on X_test",
+                          hint="Fit the scaler on X_train only, then transform both X_train and X_test with it.")
+    # Other rows than the reference (split_rows says why): judge the columns' statistics.
     train_fit, test_fit = _standardised(X_train), _standardised(X_test)
+    if train_fit and X_test.min() >= 0 and X_test.max() > 2:
+        message, hint = SCALING_MISTAKES["test_raw"]
+        raise CheckFailed(message, found=f"X_test values from {X_test.min():g} to {X_test.max():g}", hint=hint)
     if train_fit and not test_fit:
-        return "standardised with the training rows' statistics"
+        return "standardised with the training rows' statistics (judged from the columns: the rows differ)"
     if train_fit and test_fit:
-        raise CheckFailed("The scaler was fit again on the test set (fit_transform on X_test): "
-                          "the test rows are standardised with their own statistics.",
-                          expected="X_test transformed with the scaler fit on X_train",
-                          found="X_test has mean 0 and std 1 itself", hint="scaler.transform(X_test), not fit_transform.")
+        message, hint = SCALING_MISTAKES["test_refit"]
+        raise CheckFailed(message, expected="X_test transformed with the scaler fit on X_train",
+                          found="X_test has mean 0 and std 1 itself", hint=hint)
     if test_fit:
-        raise CheckFailed("The scaler was fit on the test set: its statistics leak into training.",
-                          expected="training columns with mean 0 and std 1", found="test columns with mean 0 and std 1",
-                          hint="scaler = StandardScaler().fit(X_train)")
+        message, hint = SCALING_MISTAKES["fit_on_test"]
+        raise CheckFailed(message, expected="training columns with mean 0 and std 1",
+                          found="test columns with mean 0 and std 1", hint=hint)
     if X_train.min() >= 0 and X_train.max() > 2:
-        raise CheckFailed("The features are not standardised: they are still raw pixels.",
-                          expected="columns with mean 0 and std 1", found=f"values from {X_train.min():g} to {X_train.max():g}",
-                          hint="StandardScaler().fit(X_train), then transform both splits.")
-    raise CheckFailed("The scaler was fit on all the data before the split: test statistics leak into training.",
+        message, hint = SCALING_MISTAKES["raw"]
+        raise CheckFailed(message, expected="columns with mean 0 and std 1",
+                          found=f"values from {X_train.min():g} to {X_train.max():g}", hint=hint)
+    raise CheckFailed("The training columns are not standardised exactly (mean 0, std 1).",
                       expected="training columns with mean 0 and std 1 exactly",
                       found=f"training column means up to {np.abs(X_train.mean(0)).max():.3g}",
                       hint="Split first, then fit the scaler on X_train only.")
@@ -207,31 +302,57 @@ def count_softmax(model: KerasFile) -> int:
     return sum(layer["type"] == "Softmax" or layer["activation"] == "softmax" for layer in inner)
 
 
-def probability_rows(model: KerasFile, X) -> tuple[bool, np.ndarray]:
-    out = np.asarray(model.predict(X, call=True))
-    return bool(np.all(out >= -1e-6) and np.allclose(out.sum(1), 1.0, atol=1e-4)), out
+def _sums_to_one(out: np.ndarray, axis: int) -> bool:
+    return bool(np.all(out >= -1e-6) and np.allclose(out.sum(axis), 1.0, atol=1e-4))
 
 
 @registry.check("model", "softmax_once")
 def softmax_once(ctx: CheckContext):
     model = built_model(ctx)
     X = ctx.rng("softmax").normal(size=(64, 64)).astype(np.float32) * 3
-    is_probability, out = probability_rows(model, X)
+    out = np.asarray(model.predict(X, call=True))
     softmaxes = count_softmax(model)
-    if not is_probability or softmaxes == 0:
+    row_sums = f"row sums {np.round(out.sum(1)[:3], 3).tolist()}..."
+    if not _sums_to_one(out, 1):
+        if _sums_to_one(out, 0):  # said from what is seen: each column over the batch sums to 1
+            raise CheckFailed("Softmax normalises the wrong axis: each column (one class over the batch) sums to 1, "
+                              "not each row (one sample over the 10 classes).",
+                              expected="rows that are non-negative and sum to 1",
+                              found=f"{row_sums}, column sums {np.round(out.sum(0)[:3], 3).tolist()}...",
+                              hint="Softmax over the last axis: Softmax(axis=-1), or activation='softmax'.")
+        if softmaxes:
+            raise CheckFailed(f"The outputs are not probabilities, though the model has {softmaxes} softmax: "
+                              "something after it changes them.", expected="rows that are non-negative and sum to 1",
+                              found=f"{row_sums}, values from {out.min():.3g} to {out.max():.3g}",
+                              hint="Make the softmax the last step of the model.")
         raise CheckFailed("Softmax is missing: the model outputs logits, not probabilities.",
-                          expected="rows that are non-negative and sum to 1", found=f"row sums {np.round(out.sum(1)[:3], 3).tolist()}...",
+                          expected="rows that are non-negative and sum to 1", found=row_sums,
                           hint="Dense(10, activation='softmax') as the last layer.")
     if softmaxes > 1:
         raise CheckFailed(f"Softmax is applied {softmaxes} times: a doubled softmax squashes every probability toward 0.1.",
                           expected="one softmax", found=f"{softmaxes} softmax activations",
                           hint="Keep activation='softmax' on the last Dense layer and drop the extra Activation/Softmax.")
+    if softmaxes == 0:
+        raise CheckFailed("The rows sum to 1, but the grader finds no softmax layer or activation in the model.",
+                          expected="one softmax", found="none", hint="Dense(10, activation='softmax')")
     return "outputs are probabilities from a single softmax"
 
 
 # -- train -----------------------------------------------------------------------------------
 # <kernel>
-@probe(loss=VALUE, callbacks=VALUE, history=VALUE)
+def _losses_on(trained, splits: dict) -> dict:
+    """The trained model's loss on each candidate validation set: the one early stopping validated on gives back
+    one of history's val_loss values (the weights kept are those of one epoch)."""
+    losses: dict[str, float | str] = {}
+    for name, (X, y) in splits.items():
+        try:
+            losses[name] = float(trained.evaluate(X, y, verbose=0, return_dict=True)["loss"])
+        except Exception as exc:  # noqa: BLE001 - an uncompiled model or a missing split is reported, not raised
+            losses[name] = f"{type(exc).__name__}: {exc}"[:300]
+    return losses
+
+
+@probe(loss=VALUE, callbacks=VALUE, history=VALUE, validation_losses=VALUE)
 def train(ns, io):
     trained, history, callbacks = need(ns, "model"), need(ns, "history"), need(ns, "callbacks")
     io.save(
@@ -242,6 +363,12 @@ def train(ns, io):
                    for cb in list(callbacks)],
         history={str(k): [float(v) for v in values] for k, values in dict(history.history).items()},
     )
+    X_train, y_train = np.asarray(need(ns, "X_train")), np.asarray(need(ns, "y_train"))
+    X_test, y_test = np.asarray(need(ns, "X_test")), np.asarray(need(ns, "y_test"))
+    held = int(len(X_train) * 0.8)  # where fit(validation_split=0.2) cuts: the last fifth, unshuffled
+    io.save(validation_losses=_losses_on(trained, {
+        "test split": (X_test, y_test), "training rows": (X_train, y_train),
+        "last fifth of X_train": (X_train[held:], y_train[held:])}))
 # </kernel>
 
 
@@ -290,6 +417,40 @@ def curves_recorded(ctx: CheckContext):
     return f"{len(loss)} epochs, loss {loss[0]:.3f} -> {loss[-1]:.3f}"
 
 
+def _is_a_val_loss(loss, val_losses) -> bool:
+    """`loss` is one of history's val_loss values (the same data, evaluated by the same model: equal to float
+    rounding; another data set of this size lands this close by chance far less than once in a thousand)."""
+    return isinstance(loss, float) and any(abs(v - loss) <= 1e-5 * max(1.0, abs(loss)) for v in val_losses)
+
+
+@registry.check("train", "held_out_validation")
+def held_out_validation(ctx: CheckContext):
+    out = ctx.outputs(train)
+    val_losses = out["history"].get("val_loss")
+    if not val_losses:
+        raise CheckFailed("No validation ran, so early stopping had nothing to watch (history has no val_loss).",
+                          hint="fit(X_train, y_train, validation_split=0.2, ...)")
+    losses = out["validation_losses"]
+    unreadable = {name: loss for name, loss in losses.items() if not isinstance(loss, float)}
+    if unreadable:
+        name, why = next(iter(unreadable.items()))
+        raise CheckFailed(f"The grader could not evaluate `model` on the {name}: {why}",
+                          hint="Keep `model` compiled, and X_train, y_train, X_test, y_test as prepare_data returned them.")
+    if _is_a_val_loss(losses["test split"], val_losses):
+        raise CheckFailed("Early stopping validated on the test split: the model's loss on (X_test, y_test) is one of "
+                          "history's val_loss values. The test score then no longer measures unseen data.",
+                          expected="validation rows held out of X_train", found="validation_data=(X_test, y_test)",
+                          hint="fit(X_train, y_train, validation_split=0.2, ...): the test split stays unseen.")
+    if _is_a_val_loss(losses["training rows"], val_losses):
+        raise CheckFailed("Early stopping validated on the rows it trained on: the model's loss on (X_train, y_train) is "
+                          "one of history's val_loss values, so it cannot see overfitting.",
+                          expected="validation rows held out of X_train", found="validation_data=(X_train, y_train)",
+                          hint="fit(X_train, y_train, validation_split=0.2, ...)")
+    if _is_a_val_loss(losses["last fifth of X_train"], val_losses):
+        return "validated on the last fifth of X_train (validation_split=0.2)"
+    return "validated on rows that are neither the test split nor the training rows"
+
+
 # -- plot ------------------------------------------------------------------------------------
 # <kernel>
 @probe(lines=VALUE, n_axes=VALUE)
@@ -331,6 +492,17 @@ def four_curves(ctx: CheckContext):
 
 
 # -- save ------------------------------------------------------------------------------------
+# <kernel>
+@probe(scaler_mean=ARRAY, scaler_scale=ARRAY, scaler_var=ARRAY, **{"trained.keras": FILE})
+def save(ns, io):
+    """The notebook's scaler and trained `model`: the saved file must be that model behind the scaler's statistics."""
+    scaler, trained = need(ns, "scaler"), need(ns, "model")
+    io.save(scaler_mean=np.asarray(scaler.mean_, np.float64), scaler_scale=np.asarray(scaler.scale_, np.float64),
+            scaler_var=np.asarray(scaler.var_, np.float64))
+    trained.save(io.output_path("trained.keras"))
+# </kernel>
+
+
 def saved_model(ctx: CheckContext):
     return ctx.cached("saved_model", lambda: load_keras_model(ctx, ctx.artifact(MODEL_FILE, "save"), MODEL_FILE))
 
@@ -344,6 +516,62 @@ def loads(ctx: CheckContext):
     return f"{MODEL_FILE} loads ({model.count_params():,} parameters)"
 
 
+def _normalised(pixels: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """What keras.layers.Normalization(mean, variance) makes of `pixels` (it divides by at least epsilon)."""
+    return ((pixels - mean) / np.maximum(np.sqrt(np.maximum(variance, 0.0)), 1e-7)).astype(np.float32)
+
+
+def _all_rows_statistics() -> tuple[np.ndarray, np.ndarray]:
+    """A StandardScaler's mean and scale_ ** 2 over every row the learner has: a Normalization adapted before the split."""
+    X, _ = digits()
+    X = np.asarray(X, np.float64)
+    std = X.std(0)
+    return X.mean(0), np.where(std > 0, std, 1.0) ** 2
+
+
+@registry.check("save", "normalization_statistics")
+def normalization_statistics(ctx: CheckContext):
+    out = ctx.outputs(save)
+    trained = out.get("trained.keras")  # ctx.outputs says why there is none, when it knows
+    if trained is None:
+        raise CheckFailed("The trained `model` could not be saved by the grader's probe.")
+    inner = ctx.cached("trained_model", lambda: load_keras_model(ctx, trained, "The trained `model`"))
+    mean, scale, var = out["scaler_mean"], out["scaler_scale"], out["scaler_var"]
+    # Random pixels 0..16, so that pixels constant in the training rows (scale_ 1, var_ 0) take other values too.
+    pixels = ctx.rng("normalization").integers(0, 17, size=(64, 64)).astype(np.float64)
+    found = saved_model(ctx).predict(pixels.astype(np.float32))
+    expected = inner.predict(_normalised(pixels, mean, scale ** 2))
+    if found.shape == expected.shape and np.allclose(found, expected, atol=1e-4, rtol=1e-4):
+        return "the trained model behind Normalization(mean=scaler.mean_, variance=scaler.scale_ ** 2)"
+    variants = {
+        "variance=scaler.var_: pixels constant in the training rows get variance 0, and Keras divides them by "
+        "almost 0": (mean, var),
+        "the standard deviation (scaler.scale_) passed as the variance": (mean, scale),
+        "the mean and the variance swapped": (scale ** 2, mean),
+        "no Normalization (or one adapted to the already standardised X_train): raw pixels reach the model":
+            (np.zeros_like(mean), np.ones_like(mean)),
+        "statistics of all the digits (training and test rows), not the scaler's": _all_rows_statistics(),
+    }
+    if np.allclose(var, scale ** 2):  # no constant pixel: var_ is the right variance, not a mistake
+        variants.pop(next(iter(variants)))
+    for cause, (m, v) in variants.items():
+        candidate = inner.predict(_normalised(pixels, m, v))
+        if candidate.shape == found.shape and np.allclose(found, candidate, atol=1e-4, rtol=1e-4):
+            raise CheckFailed(f"{MODEL_FILE} does not hold the scaler's statistics: its outputs are those of {cause}.",
+                              expected="Normalization(mean=scaler.mean_, variance=scaler.scale_ ** 2) before `model`",
+                              found=cause.split(":")[0],
+                              hint="keras.layers.Normalization(mean=scaler.mean_, variance=scaler.scale_ ** 2)")
+    found_desc = describe_array(found) if found.shape != expected.shape else \
+        f"max abs diff {np.abs(found - expected).max():.3g}"
+    raise CheckFailed(f"{MODEL_FILE} does not compute the trained `model` behind the scaler's statistics: on raw "
+                      "pixels its outputs differ from model((pixels - scaler.mean_) / scaler.scale_). Either the "
+                      "Normalization holds other statistics, or the model inside is not the trained `model`.",
+                      expected="Normalization(mean=scaler.mean_, variance=scaler.scale_ ** 2), then the trained `model`",
+                      found=found_desc,
+                      hint="keras.Sequential([keras.Input((64,)), keras.layers.Normalization(mean=scaler.mean_, "
+                           "variance=scaler.scale_ ** 2), model])")
+
+
 @registry.check("save", "holdout_accuracy")
 def holdout_accuracy(ctx: CheckContext):
     model = saved_model(ctx)
@@ -354,11 +582,27 @@ def holdout_accuracy(ctx: CheckContext):
 
 # -- backends --------------------------------------------------------------------------------
 # <kernel>
-@probe(torch_predictions=ARRAY)
+@probe(torch_predictions=ARRAY, processes=VALUE)
 def backends(ns, io):
-    inputs = io.inputs
-    predictions = need(ns, "predict_under_backend")(str(inputs["path"]), "torch", inputs["X"])
-    io.save(torch_predictions=np.asarray(predictions, dtype=np.float64))
+    """Records the processes predict_under_backend starts (subprocess.Popen: run, call and check_output go through
+    it) with the KERAS_BACKEND each gets: the evidence that another backend computed the predictions."""
+    import os
+    import subprocess
+
+    inputs, started, original = io.inputs, [], subprocess.Popen.__init__
+
+    def recording_init(self, args, *rest, **kwargs):
+        env = kwargs.get("env")
+        backend = (env if env is not None else os.environ).get("KERAS_BACKEND")
+        started.append({"backend": None if backend is None else str(backend), "command": str(args)[:300]})
+        original(self, args, *rest, **kwargs)
+
+    subprocess.Popen.__init__ = recording_init  # type: ignore[method-assign]
+    try:
+        predictions = need(ns, "predict_under_backend")(str(inputs["path"]), "torch", inputs["X"])
+    finally:
+        subprocess.Popen.__init__ = original  # type: ignore[method-assign]
+    io.save(torch_predictions=np.asarray(predictions, dtype=np.float64), processes=started)
 # </kernel>
 
 
@@ -378,3 +622,24 @@ def torch_backend_parity(ctx: CheckContext):
                         mistake="The torch-backend predictions differ from TensorFlow's.",
                         hint="Load the same file with KERAS_BACKEND='torch' in a fresh process; do not retrain.")
     return f"torch and TensorFlow backends agree (max abs diff {diff:.1e})"
+
+
+def _asks_for_torch(process: dict) -> bool:
+    return process["backend"] == "torch" or "KERAS_BACKEND=torch" in process["command"].replace(" ", "")
+
+
+@registry.check("backends", "torch_process")
+def torch_process(ctx: CheckContext):
+    processes = ctx.outputs(backends)["processes"]
+    if not processes:
+        raise CheckFailed("predict_under_backend(path, 'torch', X) started no process: the predictions were computed "
+                          "in the notebook's own process, whose Keras backend is TensorFlow.",
+                          expected="a fresh Python process with KERAS_BACKEND='torch'", found="no process started",
+                          hint="subprocess.run([sys.executable, '-c', ...], env={**os.environ, 'KERAS_BACKEND': backend})")
+    if not any(_asks_for_torch(p) for p in processes):
+        backends_set = sorted({str(p["backend"]) for p in processes})
+        raise CheckFailed("The process predict_under_backend started did not get KERAS_BACKEND='torch'.",
+                          expected="KERAS_BACKEND='torch' in the child's environment",
+                          found=f"KERAS_BACKEND {', '.join(backends_set)}",
+                          hint="env={**os.environ, 'KERAS_BACKEND': backend}: pass the backend argument on.")
+    return f"{len(processes)} process(es) started, with KERAS_BACKEND='torch'"

@@ -29,7 +29,7 @@ from graders.checks.compare import (
     max_diff,
     softmax,
 )
-from graders.checks.runtimes import program_outputs, saved_tensors
+from graders.checks.runtimes import program_outputs, program_training_ops, saved_tensors
 from graders.data import holdout_digits
 from polyglot_lab.data import digits
 
@@ -435,7 +435,7 @@ def block_matches_library(ctx: CheckContext):
 
 # -- model -------------------------------------------------------------------------------------
 # <kernel>
-@probe(logits=ARRAY, gradients=VALUE)
+@probe(logits=ARRAY, gradients=VALUE, buffers=ARRAYS)
 def model(ns, io):
     inputs = io.inputs
     torch.manual_seed(int(inputs["seed"]))
@@ -444,7 +444,7 @@ def model(ns, io):
     logits = net(_tensor(inputs["X"]))
     torch.nn.functional.cross_entropy(logits, _tensor(inputs["y"])).backward()
     gradients = {name: (None if p.grad is None else float(p.grad.norm())) for name, p in net.named_parameters()}
-    io.save(logits=logits.detach(), gradients=gradients)
+    io.save(logits=logits.detach(), gradients=gradients, buffers={k: v for k, v in net.named_buffers()})
 # </kernel>
 
 
@@ -475,6 +475,22 @@ def every_parameter_learns(ctx: CheckContext):
 @registry.check("model", "returns_logits")
 def model_returns_logits(ctx: CheckContext):
     return returns_logits_check(ctx.outputs(model)["logits"], "DigitsNet")
+
+
+@registry.check("model", "standardises_with_buffers")
+def model_standardises_with_buffers(ctx: CheckContext):
+    buffers, given = ctx.outputs(model)["buffers"], model_inputs(ctx)
+    missing = [what for what in ("mean", "std")
+               if not any(np.shape(b) == np.shape(given[what]) and close(b, given[what]) for b in buffers.values())]
+    if missing:
+        raise CheckFailed(f"DigitsNet holds no buffer with the {' and the '.join(missing)} it was given: the "
+                          "statistics that standardise the raw pixels must travel with the state dict and the "
+                          "exported program, untouched by the optimizer.",
+                          expected="buffers holding mean and std (64 values each)",
+                          found=", ".join(f"{k} {np.shape(v)}" for k, v in buffers.items()) or "no buffers",
+                          hint="self.register_buffer('mean', torch.as_tensor(mean)) (not nn.Parameter, not a plain "
+                               "attribute).")
+    return "mean and std are buffers"
 
 
 # -- loader ------------------------------------------------------------------------------------
@@ -540,16 +556,83 @@ def loader_shuffles_every_row(ctx: CheckContext):
 
 
 # -- train_epoch -------------------------------------------------------------------------------
-LOOP_STEPS = ("train_mode", "zero_grad", "loss_on_logits", "clipping", "schedule")
-
-
 # <kernel>
-@probe(returned=VALUE, lr=VALUE, state=ARRAYS)
+class _LoopRecorder:
+    """Watches a training loop without changing what it computes: each forward pass of the model (its mode, which
+    of the given batches, the weights it saw), each backward (the loss, the gradient it computed and what .grad then
+    held) and each optimizer step (which optimizer, the learning rate, the gradients it stepped with)."""
+    MAX_EVENTS = 200  # a runaway loop is recorded up to here
+
+    def __init__(self, net, batches, optimizer):
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+        from torch.overrides import TorchFunctionMode
+        self.net, self.batches, self.optimizer = net, batches, optimizer
+        self.params = dict(net.named_parameters())
+        self.events: list = []
+        self.arrays: dict = {"weights": {}, "fresh": {}, "accumulated": {}, "stepped": {}}
+        self._fresh: dict = {}
+        self._register_step_hook = register_optimizer_step_pre_hook
+        recorder = self
+
+        class BackwardWatch(TorchFunctionMode):  # sees loss.backward() and torch.autograd.backward(loss)
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                if func not in (torch.Tensor.backward, torch.autograd.backward):
+                    return func(*args, **(kwargs or {}))
+                recorder._fresh = {}
+                result = func(*args, **(kwargs or {}))
+                recorder._backward(args[0] if args else kwargs.get("tensors"))
+                return result
+        self._watch = BackwardWatch()
+
+    def _event(self, kind: str, arrays: dict | None = None, **facts) -> None:
+        if len(self.events) >= self.MAX_EVENTS:
+            return
+        index = len(self.events)
+        self.events.append({"event": kind, **facts})
+        for name, values in (arrays or {}).items():
+            self.arrays[name].update({f"{index}.{key}": value for key, value in values.items()})
+
+    def _grads(self) -> dict:
+        return {name: p.grad.detach().cpu().clone() for name, p in self.params.items() if p.grad is not None}
+
+    def _forward(self, module, args):
+        x = args[0].detach().cpu() if args and isinstance(args[0], torch.Tensor) else None
+        batch = next((i for i, (xb, _) in enumerate(self.batches)
+                      if x is not None and xb.shape == x.shape and torch.equal(xb, x)), -1)
+        self._event("forward", {"weights": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}},
+                    training=bool(module.training), grad=torch.is_grad_enabled(), batch=batch)
+
+    def _backward(self, loss):
+        loss = loss[0] if isinstance(loss, (tuple, list)) and loss else loss
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) and loss.numel() == 1 else None
+        self._event("backward", {"fresh": dict(self._fresh), "accumulated": self._grads()}, loss=value)
+
+    def _step(self, optimizer, args, kwargs):
+        self._event("step", {"stepped": self._grads()}, given=optimizer is self.optimizer,
+                    optimizer=type(optimizer).__name__, lr=float(self.optimizer.param_groups[0]["lr"]))
+
+    def __enter__(self):
+        self._handles = [self.net.register_forward_pre_hook(self._forward), self._register_step_hook(self._step)]
+        self._handles += [p.register_hook(lambda grad, name=name: self._fresh.__setitem__(name, grad.detach().cpu().clone()))
+                          for name, p in self.params.items()]
+        self._watch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._watch.__exit__(*exc)
+        for handle in self._handles:
+            handle.remove()
+
+
+@probe(returned=VALUE, events=VALUE, scheduler_steps=VALUE, weights=ARRAYS, fresh=ARRAYS, accumulated=ARRAYS,
+       stepped=ARRAYS)
 def train_epoch(ns, io):
     inputs = io.inputs
     net, batches, optimizer, scheduler = training_setup(inputs)
-    returned = need(ns, "train_epoch")(net, batches, optimizer, scheduler, float(inputs["max_grad_norm"]))
-    io.save(returned=float(returned), lr=float(optimizer.param_groups[0]["lr"]), state=_state(net))
+    with _LoopRecorder(net, batches, optimizer) as recorder:
+        returned = need(ns, "train_epoch")(net, batches, optimizer, scheduler, float(inputs["max_grad_norm"]))
+    io.save(returned=float(returned), events=recorder.events, scheduler_steps=int(scheduler.last_epoch),
+            **recorder.arrays)
 # </kernel>
 
 
@@ -564,94 +647,240 @@ def train_epoch_inputs(ctx: CheckContext) -> dict:
             "max_grad_norm": float(rng.uniform(0.02, 0.05)), **as_inputs("net", random_state(net, rng, scale=1.0))}
 
 
-def replay_epoch(given: dict, skipped: frozenset = frozenset()):
-    """One epoch of the reference loop on the probe's setup, leaving out the steps named in `skipped`.
-    Returns (state dict as arrays, mean batch loss, final learning rate)."""
-    net, batches, optimizer, scheduler = training_setup(given)
-    if "train_mode" not in skipped:
-        net.train()
-    losses = []
-    for xb, yb in batches:
-        if "zero_grad" not in skipped:
-            optimizer.zero_grad()
-        out = net(xb)
-        loss = torch.nn.functional.cross_entropy(out.softmax(1) if "loss_on_logits" in skipped else out, yb)
-        loss.backward()
-        if "clipping" not in skipped:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), float(given["max_grad_norm"]))
-        optimizer.step()
-        if "schedule" not in skipped:
-            scheduler.step()
-        losses.append(loss.item())
-    state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    return state, float(np.mean(losses)), float(optimizer.param_groups[0]["lr"])
-
-
-def identify_loop(ctx: CheckContext):
-    """Which reference steps the learner's loop leaves out: the smallest set whose replay gives the same
-    weights, or None when no combination of the known mistakes does."""
+def loop_record(ctx: CheckContext) -> list[dict]:
+    """What the probe saw the learner's loop do, in order: each event a dict ("event": forward, backward or step)
+    with its arrays attached by name (weights before a forward; fresh and accumulated gradients after a backward;
+    the gradients a step used), and, for a backward or a step, the forward or backward it follows."""
     def load():
-        out, given = ctx.outputs(train_epoch), train_epoch_inputs(ctx)
-        found = out["state"]
-        match = None
-        for count in range(len(LOOP_STEPS) + 1):
-            for skipped in itertools.combinations(LOOP_STEPS, count):
-                state, loss, lr = replay_epoch(given, frozenset(skipped))
-                if sorted(state) == sorted(found) and all(close(found[k], v) for k, v in state.items()):
-                    match = (frozenset(skipped), loss, lr)
-                    break
-            if match:
-                break
-        return match
-    return ctx.cached("loop", load)
+        out = ctx.outputs(train_epoch)
+        events = [dict(e, index=i) for i, e in enumerate(out["events"])]
+        for name in ("weights", "fresh", "accumulated", "stepped"):
+            for key, value in out[name].items():
+                index, _, param = key.partition(".")
+                events[int(index)].setdefault(name, {})[param] = value
+        last: dict[str, dict | None] = {"forward": None, "backward": None}
+        for event in events:
+            if event["event"] == "backward":
+                event["after"] = last["forward"]
+            elif event["event"] == "step":
+                event["after"] = last["backward"]
+            if event["event"] != "forward" or event["grad"]:  # a no_grad forward is no part of a training step
+                last[event["event"]] = event
+        return events
+    return ctx.cached("loop_record", load)
 
 
-LOOP_MISTAKES = {
-    "train_mode": ("The model was not in train mode while training: batch norm used its running statistics "
-                   "and never updated them (and dropout would be off).", "model.train() at the start of the epoch"),
-    "zero_grad": ("Gradients accumulate across steps: zero_grad is missing, so every step adds the previous "
-                  "batches' gradients to its own.", "optimizer.zero_grad() before each loss.backward()"),
-    "loss_on_logits": ("Softmax is applied before the cross-entropy: F.cross_entropy / nn.CrossEntropyLoss takes "
-                       "logits and applies log-softmax itself, so the gradients shrink and training crawls.",
-                       "F.cross_entropy(model(xb), yb), on the raw logits"),
-    "clipping": ("The gradients are not clipped to max_grad_norm (clipping must come after backward and before "
-                 "step).", "torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)"),
-    "schedule": ("The learning-rate schedule is not stepped once per batch.", "scheduler.step() after optimizer.step()"),
-}
+def _of(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e["event"] == kind]
 
 
-def _loop_check(step: str):
-    def check(ctx: CheckContext):
-        match = identify_loop(ctx)
-        if match is None:
-            raise CheckFailed("After one epoch the weights match no training loop the grader knows, with or without "
-                              "the usual mistakes.",
-                              expected="train mode, then per batch: zero_grad, forward, cross-entropy on logits, "
-                                       "backward, clip_grad_norm_, step, scheduler.step()",
-                              hint="Follow the steps in order; use the model, batches, optimizer and scheduler you "
-                                   "are given (no new optimizer, no extra passes over the data).")
-        skipped, _, _ = match
-        if step in skipped:
-            message, hint = LOOP_MISTAKES[step]
-            raise CheckFailed(message, hint=hint)
-        return {"train_mode": "trains in train mode", "zero_grad": "gradients are zeroed every step",
-                "loss_on_logits": "cross-entropy on logits", "clipping": "gradients clipped to max_grad_norm",
-                "schedule": "the schedule steps once per batch"}[step]
-    check.__name__ = f"loop_{step}"
-    return check
+def _flat(grads: dict, names, like: dict | None = None) -> np.ndarray:
+    """The gradients of `names` as one vector; a name `grads` lacks counts as zeros shaped like `like`'s."""
+    parts = [np.asarray(grads[n] if n in grads else np.zeros_like((like or {})[n]), np.float64).ravel() for n in names]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
-for _step in LOOP_STEPS:
-    registry.check("train_epoch", _step)(_loop_check(_step))
+def replay_gradient(ctx: CheckContext, forward: dict, loss: str = "logits") -> dict[str, np.ndarray]:
+    """The gradient one batch gives in the grader, from the weights and mode the learner's forward pass had: with
+    cross-entropy on the logits (the reference), or on softmax outputs."""
+    def load():
+        given = train_epoch_inputs(ctx)
+        net, batches, _, _ = training_setup(given)
+        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in forward["weights"].items()})
+        net.train(forward["training"])
+        xb, yb = batches[forward["batch"]]
+        logits = net(xb)
+        torch.nn.functional.cross_entropy(logits.softmax(1) if loss == "softmax" else logits, yb).backward()
+        return {name: p.grad.numpy().astype(np.float64) for name, p in net.named_parameters()}
+    return ctx.cached(f"loop_gradient:{forward['index']}:{loss}", load)
+
+
+LOOP_EXPECTED = ("model.train(), then per batch: optimizer.zero_grad(), forward, F.cross_entropy on the logits, "
+                 "loss.backward(), clip_grad_norm_, optimizer.step(), scheduler.step()")
+
+
+@registry.check("train_epoch", "train_mode")
+def loop_train_mode(ctx: CheckContext):
+    events = loop_record(ctx)
+    trained = [b["after"] for b in _of(events, "backward") if b["after"]] or [f for f in _of(events, "forward") if f["grad"]]
+    if not trained:
+        raise CheckFailed("train_epoch never ran the model with gradients enabled, so its mode cannot be seen.",
+                          expected=LOOP_EXPECTED, found="no forward pass outside torch.no_grad()")
+    in_eval = [f for f in trained if not f["training"]]
+    if in_eval:
+        raise CheckFailed(f"The model was in eval mode in {len(in_eval)} of the {len(trained)} forward passes it was "
+                          "trained on: batch norm used its running statistics and never updated them (and dropout "
+                          "would be off).", expected="model.training is True in every training forward pass",
+                          found=f"model.training was False in {len(in_eval)}",
+                          hint="model.train() at the start of the epoch: the model arrives in eval mode, as "
+                               "predict() leaves it.")
+    return "trains in train mode"
+
+
+@registry.check("train_epoch", "zero_grad")
+def loop_zero_grad(ctx: CheckContext):
+    events = loop_record(ctx)
+    if not _of(events, "backward"):
+        raise CheckFailed("No backward pass ran, so there were no gradients to zero.", expected=LOOP_EXPECTED,
+                          hint="optimizer.zero_grad(), then the loss's .backward(), for each batch.")
+    for number, event in enumerate(_of(events, "backward"), 1):
+        fresh = event.get("fresh", {})
+        names = sorted(fresh)
+        held, own = _flat(event.get("accumulated", {}), names, like=fresh), _flat(fresh, names)
+        if not close(held, own):
+            raise CheckFailed(f"Gradients accumulate across steps: after the backward pass of batch {number}, .grad "
+                              "held more than this batch's gradient (the earlier batches' too), so each step follows "
+                              "a sum of old gradients.", expected=".grad equal to this batch's gradient after "
+                              "loss.backward()", found=f".grad differed from it by {max_diff(held, own):.3g}",
+                              hint="optimizer.zero_grad() before each loss.backward()")
+    for number, step in enumerate(_of(events, "step"), 1):
+        backward = step["after"]
+        if backward is None or not backward.get("accumulated"):
+            continue
+        stepped = step.get("stepped", {})
+        if not stepped or all(not np.any(v) for v in stepped.values()):
+            raise CheckFailed(f"The gradients were cleared between backward and step {number}: the optimizer "
+                              "stepped with no gradient, so the weights did not learn from the batch.",
+                              expected="the batch's gradients at optimizer.step()",
+                              found="no gradients" if not stepped else "all-zero gradients",
+                              hint="optimizer.zero_grad() before loss.backward() (or after optimizer.step()), never "
+                                   "between them.")
+    return "gradients are zeroed every step"
+
+
+@registry.check("train_epoch", "loss_on_logits")
+def loop_loss_on_logits(ctx: CheckContext):
+    events = loop_record(ctx)
+    replayable = [b for b in _of(events, "backward") if b["after"] and b["after"]["batch"] >= 0 and b.get("fresh")]
+    if not replayable:
+        raise CheckFailed("No backward pass followed a forward pass on one of the given batches, so the loss "
+                          "cannot be checked.", expected=LOOP_EXPECTED,
+                          found=f"{len(_of(events, 'backward'))} backward passes, "
+                                f"{len(_of(events, 'forward'))} forward passes",
+                          hint="loss = F.cross_entropy(model(xb), yb); loss.backward() for each (xb, yb) of loader.")
+    for backward in replayable:
+        forward, fresh = backward["after"], backward["fresh"]
+        expected = replay_gradient(ctx, forward)
+        names = sorted(expected)
+        if sorted(fresh) != names:
+            raise CheckFailed("The loss's gradient does not reach every parameter.", expected=", ".join(names),
+                              found=", ".join(sorted(fresh)) or "none",
+                              hint="Compute the loss from the model's output, with no .detach() or .item() on the way.")
+        found, reference = _flat(fresh, names), _flat(expected, names)
+        if close(found, reference):
+            continue
+        batch = forward["batch"] + 1
+        if close(found, _flat(replay_gradient(ctx, forward, "softmax"), names)):
+            raise CheckFailed("Softmax is applied before the cross-entropy: F.cross_entropy / nn.CrossEntropyLoss "
+                              "takes logits and applies log-softmax itself, so the gradients shrink and training "
+                              "crawls.", expected="the gradient of F.cross_entropy(logits, y)",
+                              found=f"the gradient of F.cross_entropy(softmax(logits), y) on batch {batch}",
+                              hint="F.cross_entropy(model(xb), yb), on the raw logits")
+        scale = float(found @ reference / (reference @ reference)) if reference.any() else 0.0
+        likely = (f" It is {scale:.3g} times that gradient: the loss is summed or scaled, not the batch mean."
+                  if close(found, scale * reference) and scale > 0 else "")
+        raise CheckFailed(f"The gradient of batch {batch}'s loss is not that of the mean cross-entropy of the "
+                          f"model's logits.{likely}", expected="the gradient of F.cross_entropy(logits, y)",
+                          found=f"max abs diff {max_diff(found, reference):.3g}",
+                          hint="F.cross_entropy(model(xb), yb): the mean over the batch, on raw logits, with the "
+                               "batch's own labels.")
+    return "cross-entropy on logits"
+
+
+@registry.check("train_epoch", "clipping")
+def loop_clipping(ctx: CheckContext):
+    limit = float(train_epoch_inputs(ctx)["max_grad_norm"])
+    after_backward = [s for s in _of(loop_record(ctx), "step") if s["after"] and s["after"].get("accumulated")]
+    steps = [s for s in after_backward if any(np.any(v) for v in s.get("stepped", {}).values())]
+    if not steps:
+        raise CheckFailed("Clipping cannot be checked: " + (
+            "the gradients were cleared between backward and step, so every step ran without them."
+            if after_backward else "no optimizer step followed a backward pass."), expected=LOOP_EXPECTED,
+            hint="loss.backward(), then clip_grad_norm_, then optimizer.step().")
+    for number, step in enumerate(steps, 1):
+        raw, names = step["after"]["accumulated"], sorted(step["after"]["accumulated"])
+        before = _flat(raw, names)
+        found = _flat(step["stepped"], names, like=raw)
+        norm = float(np.linalg.norm(before))
+        expected = before * min(1.0, limit / (norm + 1e-6))
+        if close(found, expected, rtol=1e-4):
+            continue
+        if close(found, before, rtol=1e-4):
+            message = (f"The gradients are not clipped: step {number} used a gradient of norm {norm:.3g}, above "
+                       f"max_grad_norm {limit:.3g} (clipping must come after backward and before step).")
+        elif found.shape == before.shape and norm > 0 and close(found / max(np.linalg.norm(found), 1e-30),
+                                                               before / norm, rtol=1e-4):
+            message = (f"The gradients are clipped to norm {np.linalg.norm(found):.3g}, not to max_grad_norm "
+                       f"{limit:.3g}.")
+        else:
+            message = (f"The gradients optimizer.step() used at step {number} are not those of backward, clipped to "
+                       "max_grad_norm.")
+        raise CheckFailed(message, expected=f"gradient norm min({norm:.3g}, {limit:.3g}) at step {number}",
+                          found=f"norm {np.linalg.norm(found):.3g}",
+                          hint="torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm) between "
+                               "loss.backward() and optimizer.step()")
+    return "gradients clipped to max_grad_norm"
+
+
+@registry.check("train_epoch", "schedule")
+def loop_schedule(ctx: CheckContext):
+    out, given = ctx.outputs(train_epoch), train_epoch_inputs(ctx)
+    lr0, every, batches = float(given["lr"]), int(given["step_size"]), len(given["X"]) // int(given["batch_size"])
+    stepped = int(out["scheduler_steps"])
+    if stepped != batches:
+        raise CheckFailed("The learning-rate schedule is not stepped once per batch" + (
+            ": scheduler.step() is never called." if stepped == 0 else f": it stepped {stepped} times in an epoch of "
+            f"{batches} batches."), expected=f"{batches} calls of scheduler.step()", found=f"{stepped}",
+            hint="scheduler.step() after optimizer.step(), inside the loop over batches.")
+    # the step after batch b (0-based) should see the schedule stepped b times: lr0 * 0.5 ** (b // step_size)
+    trained = [(s["lr"], s["after"]["after"]["batch"]) for s in _of(loop_record(ctx), "step")
+               if s["after"] and s["after"]["after"] and s["after"]["after"]["batch"] >= 0]
+    lrs = [lr for lr, _ in trained]
+    follows = [lr0 * 0.5 ** (b // every) for _, b in trained]
+    if not np.allclose(lrs, follows, rtol=1e-6):
+        ahead = [lr0 * 0.5 ** ((b + 1) // every) for _, b in trained]
+        raise CheckFailed("scheduler.step() runs before optimizer.step(), so every step uses the next step's learning "
+                          "rate." if np.allclose(lrs, ahead, rtol=1e-6) else
+                          "The learning rates the optimizer stepped with do not follow the schedule.",
+                          expected=", ".join(f"{v:.3g}" for v in follows[:6]),
+                          found=", ".join(f"{v:.3g}" for v in lrs[:6]), hint="scheduler.step() after optimizer.step()")
+    return "the schedule steps once per batch"
+
+
+@registry.check("train_epoch", "steps")
+def loop_steps(ctx: CheckContext):
+    events, given = loop_record(ctx), train_epoch_inputs(ctx)
+    batches = len(given["X"]) // int(given["batch_size"])
+    steps, backwards = _of(events, "step"), _of(events, "backward")
+    others = sorted({s["optimizer"] for s in steps if not s["given"]})
+    if others:
+        raise CheckFailed(f"train_epoch steps an optimizer of its own ({', '.join(others)}), not the one it is given: "
+                          "the caller's learning rate, momentum and schedule are bypassed.",
+                          expected="optimizer.step() on the optimizer passed in", found=", ".join(others),
+                          hint="Use the optimizer argument; don't build a new one inside train_epoch.")
+    trained = sorted(b["after"]["batch"] for b in backwards if b["after"])
+    if trained != list(range(batches)) or len(backwards) != batches or len(steps) != batches:
+        raise CheckFailed("Each batch should be trained on once (one forward, backward and optimizer step): the "
+                          f"epoch had {len(backwards)} backward passes and {len(steps)} steps for {batches} batches.",
+                          expected=f"{batches} batches, {batches} backward passes, {batches} steps",
+                          found=f"batches {[b + 1 if b >= 0 else '?' for b in trained][:12]} trained on, "
+                                f"{len(backwards)} backward passes, {len(steps)} steps",
+                          hint="for xb, yb in loader: ... loss.backward(); ...; optimizer.step() — once each.")
+    return f"one forward, backward and step of the given optimizer for each of the {batches} batches"
 
 
 @registry.check("train_epoch", "returns_mean_loss")
 def returns_mean_loss(ctx: CheckContext):
     returned = float(ctx.outputs(train_epoch)["returned"])
-    match = identify_loop(ctx)
-    _, loss, _ = match if match else replay_epoch(train_epoch_inputs(ctx))
-    if not close(returned, loss):
-        raise CheckFailed("train_epoch must return the mean of the batch losses.", expected=f"{loss:.6f}",
+    losses = [b["loss"] for b in _of(loop_record(ctx), "backward") if b["loss"] is not None]
+    if not losses:
+        raise CheckFailed("No loss was backpropagated, so the epoch's losses are unknown.",
+                          hint="loss.backward() on each batch's loss, and return the mean of loss.item().")
+    mean = float(np.mean(losses))
+    if not close(returned, mean):
+        cause = (" It is their sum." if close(returned, float(np.sum(losses))) else
+                 " It is the last batch's loss." if close(returned, losses[-1]) else "")
+        raise CheckFailed(f"train_epoch must return the mean of the batch losses.{cause}", expected=f"{mean:.6f}",
                           found=f"{returned:.6f}", hint="Sum loss.item() over the batches and divide by their number.")
     return f"returns the epoch's mean loss ({returned:.4f})"
 
@@ -727,12 +956,21 @@ def fit_curves(ctx: CheckContext):
     lengths = {k: len(history[k]) for k in ("train_loss", "val_accuracy", "lr")}
     if len(set(lengths.values())) != 1 or lengths["train_loss"] < 3:
         raise CheckFailed("history needs one value per epoch in each list, for at least 3 epochs.", found=str(lengths))
-    loss, lr = history["train_loss"], history["lr"]
+    loss, lr, accuracy = history["train_loss"], history["lr"], history["val_accuracy"]
     if not loss[-1] < loss[0]:
         raise CheckFailed("The training loss did not go down.", found=f"{loss[0]:.3f} -> {loss[-1]:.3f}")
+    if not all(0.0 <= a <= 1.0 for a in accuracy):
+        raise CheckFailed("val_accuracy must be a fraction of the validation rows (0..1).",
+                          found=f"{min(accuracy):g} .. {max(accuracy):g}", hint="(predicted == y_val).mean(), not a percentage.")
     if len(set(np.round(lr, 12))) == 1:
         raise CheckFailed("The learning rate never changed: the schedule is not stepped.", found=f"lr {lr[0]:g} "
                           "every epoch", hint="scheduler.step() once per batch, inside train_epoch.")
+    if not lr[-1] <= max(lr) / 10:  # OneCycleLR ends 10^4 below its start, far below its peak
+        raise CheckFailed("The learning rate did not anneal: OneCycleLR ends far below its peak once it has run over "
+                          "all the steps.", expected=f"a last value under {max(lr) / 10:.3g}",
+                          found=", ".join(f"{v:.3g}" for v in lr[-4:]),
+                          hint="OneCycleLR(optimizer, max_lr, total_steps=epochs * len(loader)), stepped once per "
+                               "batch (a schedule stepped once per epoch hardly moves).")
     return f"{lengths['lr']} epochs, loss {loss[0]:.3f} -> {loss[-1]:.4f}, best val accuracy {max(history['val_accuracy']):.3f}"
 
 
@@ -766,19 +1004,41 @@ def custom_holdout_accuracy(ctx: CheckContext):
                                        "(mean and std buffers): the grader feeds raw pixels (0..16).")
 
 
+def train_mode_ops(ctx: CheckContext) -> list[str] | None:
+    """The program's dropout and batch-norm ops that train (as its graph records them, read in the checker), or None
+    when the graph could not be read."""
+    try:
+        return program_training_ops(ctx, ctx.artifact(PROGRAM_FILE, "save"), f"{PROGRAM_FILE}'s graph could not be read")
+    except CheckFailed:
+        return None
+
+
 @registry.check("save", "eval_mode")
 def program_eval_mode(ctx: CheckContext):
     X, _ = holdout_digits()
     rows = X[ctx.rng("save").choice(len(X), size=32, replace=False)]
     batch, again, alone = run_program(ctx, rows), run_program(ctx, rows), run_program(ctx, rows[:1])
-    if not close(batch, again) or not close(batch[:1], alone):
-        raise CheckFailed(f"{PROGRAM_FILE} was exported in train mode: the same input gives different outputs "
-                          "(dropout is active, or batch norm uses the batch's statistics).",
-                          expected="deterministic outputs, each row independent of the rest of the batch",
-                          found=f"max abs diff {max(max_diff(batch, again), max_diff(batch[:1], alone)):.3g} "
-                                "between two runs",
-                          hint="model.eval() before torch.export.export: export records the mode it sees.")
-    return "exported in eval mode: deterministic, rows independent"
+    if close(batch, again) and close(batch[:1], alone):
+        return "exported in eval mode: deterministic, rows independent"
+    observed = [f"the same rows gave different outputs on two runs (max abs diff {max_diff(batch, again):.3g})"
+                if not close(batch, again) else "",
+                f"a row's output changed with the rest of its batch (alone vs in a batch of 32: max abs diff "
+                f"{max_diff(batch[:1], alone):.3g})" if not close(batch[:1], alone) else ""]
+    training = train_mode_ops(ctx)
+    if training:
+        cause = (f"{PROGRAM_FILE} was exported in train mode: its graph holds {', '.join(training)} in training "
+                 "mode (dropout active, or batch norm using the batch's statistics).")
+        hint = ("model.eval() before torch.export.export: export records the mode it sees (and forward must not "
+                "force training=True).")
+    else:
+        cause = (f"{PROGRAM_FILE}'s outputs are not those of a fixed function of each row" + (
+            "; its graph holds no dropout or batch norm in training mode, so something else in forward is random "
+            "or mixes the rows of a batch (torch.rand, statistics over the batch dimension)." if training == [] else "."))
+        hint = ("Export in eval mode, with a forward that treats each row on its own: statistics from buffers, no "
+                "random ops at inference.")
+    raise CheckFailed(f"{cause} Observed: {'; '.join(o for o in observed if o)}.",
+                      expected="deterministic outputs, each row independent of the rest of the batch",
+                      found="; ".join(o for o in observed if o), hint=hint)
 
 
 @registry.check("save", "state_dict_matches")
@@ -819,7 +1079,8 @@ def program_gpu_parity(ctx: CheckContext):
 
 
 # -- hooks -------------------------------------------------------------------------------------
-HOOK_WIDTHS = [64, 40, 40, 40, 10]
+HOOK_WIDTHS = [64, *[24] * 8, 10]  # eight hidden layers, any of which may be the dead one
+DEAD_LAYER_NETS = 3  # per check: a hard-coded answer is right for all three with chance (1/8)^3 < 1%
 
 
 # <kernel>
@@ -829,33 +1090,38 @@ def hooks(ns, io):
     widths = [int(w) for w in inputs["widths"]]
     x = _tensor(inputs["x"])
     for tag in ("public", "hidden"):
-        net = models.relu_mlp(widths)
-        net.load_state_dict(_weights(inputs, tag))
-        if tag == "public":
-            stats = need(ns, "activation_stats")(net, x)
-            io.save(stats={str(name): {k: float(v) for k, v in dict(s).items()} for name, s in dict(stats).items()},
-                    hooks_left=sum(len(m._forward_hooks) for m in net.modules()))
-        io.save(**{f"dead_{tag}": need(ns, "find_dead_layer")(net, x)})
+        found = []
+        for number in range(int(inputs["nets"])):
+            net = models.relu_mlp(widths)
+            net.load_state_dict(_weights(inputs, f"{tag}{number}"))
+            if tag == "public" and number == 0:
+                stats = need(ns, "activation_stats")(net, x)
+                io.save(stats={str(name): {k: float(v) for k, v in dict(s).items()} for name, s in dict(stats).items()},
+                        hooks_left=sum(len(m._forward_hooks) for m in net.modules()))
+            found.append(need(ns, "find_dead_layer")(net, x))
+        io.save(**{f"dead_{tag}": found})
 # </kernel>
 
 
 @registry.inputs("hooks")
 def hooks_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("hooks")
-    values = {"widths": np.array(HOOK_WIDTHS), "x": rng.normal(size=(128, 64)).astype(np.float32)}
+    values = {"widths": np.array(HOOK_WIDTHS), "nets": DEAD_LAYER_NETS,
+              "x": rng.normal(size=(128, 64)).astype(np.float32)}
     for tag in ("public", "hidden"):
-        net = models.relu_mlp(HOOK_WIDTHS)
-        state = random_state(net, rng, scale=1.4)
-        dead = int(rng.integers(1, len(HOOK_WIDTHS) - 1))
-        state[f"fc{dead}.bias"] = state[f"fc{dead}.bias"] - 100.0  # the planted bug
-        values.update(as_inputs(tag, state))
+        for number in range(DEAD_LAYER_NETS):
+            net = models.relu_mlp(HOOK_WIDTHS)
+            state = random_state(net, rng, scale=1.4)
+            dead = int(rng.integers(1, len(HOOK_WIDTHS) - 1))
+            state[f"fc{dead}.bias"] = state[f"fc{dead}.bias"] - 100.0  # the planted bug
+            values.update(as_inputs(f"{tag}{number}", state))
     return values
 
 
-def hooks_reference(given: dict, tag: str) -> dict[str, dict[str, float]]:
+def hooks_reference(given: dict, net_name: str) -> dict[str, dict[str, float]]:
     """Each leaf module's output statistics, recorded here with the grader's own hooks."""
     net = models.relu_mlp(HOOK_WIDTHS)
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in given[tag].items()})
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in given[net_name].items()})
     stats: dict[str, dict[str, float]] = {}
     for name, module in net.named_children():
         module.register_forward_hook(lambda m, i, o, name=name: stats.__setitem__(name, {
@@ -871,7 +1137,7 @@ def first_dead(stats: dict) -> str:
 
 @registry.check("hooks", "stats_match")
 def hooks_stats_match(ctx: CheckContext):
-    found, expected = ctx.outputs(hooks)["stats"], hooks_reference(hooks_inputs(ctx), "public")
+    found, expected = ctx.outputs(hooks)["stats"], hooks_reference(hooks_inputs(ctx), "public0")
     missing = [name for name in expected if name not in found]
     if missing:
         raise CheckFailed(f"activation_stats has no entry for: {', '.join(missing)}.",
@@ -901,13 +1167,16 @@ def hooks_removed(ctx: CheckContext):
 
 def _dead_layer_check(tag: str):
     def check(ctx: CheckContext):
-        expected = first_dead(hooks_reference(hooks_inputs(ctx), tag))
-        found = ctx.outputs(hooks)[f"dead_{tag}"]
-        if found != expected:
-            raise CheckFailed("find_dead_layer names the wrong layer." if found else "find_dead_layer found no dead layer.",
-                              expected=f"'{expected}' (the first module whose output is all zeros)", found=repr(found),
-                              hint="Use the zero_fraction of activation_stats: a dead ReLU outputs 0 for every input.")
-        return f"found the dead layer '{found}'"
+        given, answers = hooks_inputs(ctx), list(ctx.outputs(hooks)[f"dead_{tag}"])
+        expected = [first_dead(hooks_reference(given, f"{tag}{number}")) for number in range(DEAD_LAYER_NETS)]
+        for number, (found, right) in enumerate(itertools.zip_longest(answers, expected), 1):
+            if found != right:
+                raise CheckFailed(("find_dead_layer names the wrong layer" if found else "find_dead_layer found no "
+                                   "dead layer") + f" in network {number} of {DEAD_LAYER_NETS}.",
+                                  expected=f"'{right}' (the first module whose output is all zeros)", found=repr(found),
+                                  hint="Use the zero_fraction of activation_stats: a dead ReLU outputs 0 for every "
+                                       "input.")
+        return f"found the dead layer in all {DEAD_LAYER_NETS} networks ({', '.join(expected)})"
     check.__name__ = f"dead_layer_{tag}"
     return check
 

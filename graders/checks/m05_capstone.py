@@ -205,18 +205,20 @@ def keras_padding(ctx: CheckContext):
 
 
 # -- attention -------------------------------------------------------------------------------------
-ATTENTION_CASES = {"a": (3, 2, 7, 8, "keys"), "b": (2, 3, 6, 4, "full")}
+# A case without a mask tells the softmax's axis apart: with one, a softmax over a wrong axis is NaN wherever a whole
+# slice is masked, whatever the axis.
+ATTENTION_CASES = {"a": (3, 2, 7, 8, "keys"), "b": (2, 3, 6, 4, "full"), "c": (2, 2, 5, 6, "none")}
 
 
 # <kernel>
-@probe(calls=VALUE, out_a=ARRAY, out_b=ARRAY)
+@probe(calls=VALUE, out_a=ARRAY, out_b=ARRAY, out_c=ARRAY)
 def attention(ns, io):
     import torch
 
     fn, inputs, outputs = need(ns, "attention"), io.inputs, {}
     recorder = torch_call_recorder()
     with recorder, torch.no_grad():
-        for case in ("a", "b"):
+        for case in ("a", "b", "c"):
             q, k, v = (torch.from_numpy(np.ascontiguousarray(inputs[f"{name}_{case}"])) for name in "qkv")
             outputs[f"out_{case}"] = fn(q, k, v, torch.from_numpy(inputs[f"mask_{case}"]))
     io.save(calls=sorted(recorder.calls), **outputs)
@@ -233,9 +235,11 @@ def attention_inputs(ctx: CheckContext) -> dict:
         if kind == "keys":  # padding: each sequence's last keys are hidden from every query
             lengths = rng.integers(2, length, batch)
             mask = np.arange(length)[None, None, None, :] < lengths[:, None, None, None]
-        else:               # any pattern, with at least one visible key for each query
+        elif kind == "full":  # any pattern, with at least one visible key for each query
             mask = rng.random((batch, 1, length, length)) < 0.6
             mask[..., 0] = True
+        else:                 # every key visible
+            mask = np.ones((batch, 1, 1, length), bool)
         inputs[f"mask_{case}"] = mask
     return inputs
 
@@ -243,17 +247,22 @@ def attention_inputs(ctx: CheckContext) -> dict:
 @registry.check("attention", "matches_sdpa")
 def attention_matches_sdpa(ctx: CheckContext):
     found, inputs = ctx.outputs(attention), attention_inputs(ctx)
-    for case in ATTENTION_CASES:
-        variants = attention_variants(*(inputs[f"{n}_{case}"] for n in ("q", "k", "v", "mask")))
-        got = np.asarray(found[f"out_{case}"], np.float64)
-        if close(got, variants["right"]):
-            continue
-        mistake = next((name for name, out in variants.items() if name != "right" and close(got, out, 1e-4)), None)
-        what = f"Attention is computed with a mistake: {mistake}." if mistake else "Attention differs from scaled dot-product attention."
-        raise CheckFailed(what, expected="softmax(q k^T / sqrt(head_dim), masked) v, max abs diff <= 1e-05",
-                          found=f"max abs diff {max_diff(got, variants['right']):.3g}" if got.shape == variants["right"].shape
-                          else describe_array(got))
-    return "matches scaled dot-product attention on two masked cases"
+    variants = {case: attention_variants(*(inputs[f"{n}_{case}"] for n in ("q", "k", "v", "mask")))
+                for case in ATTENTION_CASES}
+    got = {case: np.asarray(found[f"out_{case}"], np.float64) for case in ATTENTION_CASES}
+    failing = [case for case in ATTENTION_CASES if not close(got[case], variants[case]["right"])]
+    if not failing:
+        return "matches scaled dot-product attention on three cases, two of them masked"
+    # The mistake that explains every failing case: several give NaN alike on a masked case, one fits them all.
+    mistake = next((name for name in variants[failing[0]] if name != "right"
+                    and all(close(got[case], variants[case][name], 1e-4) for case in failing)), None)
+    case = failing[0]
+    what = (f"Attention is computed with a mistake: {mistake}." if mistake else
+            f"Attention differs from scaled dot-product attention on {len(failing)} of the grader's "
+            f"{len(ATTENTION_CASES)} cases, and from each mistake the grader knows.")
+    raise CheckFailed(what, expected="softmax(q k^T / sqrt(head_dim), masked) v, max abs diff <= 1e-05",
+                      found=f"max abs diff {max_diff(got[case], variants[case]['right']):.3g}"
+                      if got[case].shape == variants[case]["right"].shape else describe_array(got[case]))
 
 
 @registry.check("attention", "from_tensors")
@@ -284,20 +293,25 @@ def port_tokens(ctx: CheckContext, case: str) -> np.ndarray:
 
 
 # <kernel>
-@probe(logits_a=ARRAY, logits_b=ARRAY, state_a=ARRAYS, state_b=ARRAYS)
+@probe(logits_a=ARRAY, logits_b=ARRAY, state_a=ARRAYS, state_b=ARRAYS, errors=VALUE, training=VALUE)
 def port(ns, io):
     import keras
     import torch
 
-    port_keras_weights, outputs = need(ns, "port_keras_weights"), {}
-    for case in ("a", "b"):
-        net = port_keras_weights(keras.models.load_model(io.input_file(f"grader_{case}.keras")))
-        if not isinstance(net, torch.nn.Module):
-            raise TypeError(f"port_keras_weights must return a torch.nn.Module, it returned {type(net).__name__}")
-        with torch.no_grad():
-            outputs[f"logits_{case}"] = net(torch.from_numpy(io.inputs[f"tokens_{case}"]))
-        outputs[f"state_{case}"] = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
-    io.save(**outputs)
+    port_keras_weights, errors, training = need(ns, "port_keras_weights"), {}, {}
+    for case in ("a", "b"):  # saved one model at a time: a failure on one costs only its own check
+        try:
+            net = port_keras_weights(keras.models.load_model(io.input_file(f"grader_{case}.keras")))
+            if not isinstance(net, torch.nn.Module):
+                raise TypeError(f"port_keras_weights must return a torch.nn.Module, it returned {type(net).__name__}")
+            training[case] = bool(net.training)
+            with torch.no_grad():
+                logits = net(torch.from_numpy(io.inputs[f"tokens_{case}"]))
+            io.save(**{f"logits_{case}": logits,
+                       f"state_{case}": {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}})
+        except Exception as exc:  # noqa: BLE001 - the learner's failure is data for this model's check only
+            errors[case] = f"{type(exc).__name__}: {str(exc)[:500]}"
+    io.save(errors=errors, training=training)
 # </kernel>
 
 
@@ -334,21 +348,53 @@ def diagnose_port(model, state: dict) -> str | None:
 
 def check_port(ctx: CheckContext, case: str) -> str:
     found = ctx.outputs(port)
+    sizes = "" if case == "a" else f" (a model of other sizes: {OTHER_DIMS})"
+    error = (found["errors"] or {}).get(case)
+    if error:
+        raise CheckFailed(f"port_keras_weights failed on the grader's Keras model{sizes}: {error}.",
+                          expected="a torch.nn.Module holding the Keras weights", found=error,
+                          hint="Read every size from the Keras model (vocabulary, positions, d_model, heads, ff, "
+                               "classes): none is fixed." if case == "b" else None)
     model, tokens = grader_keras(ctx, case), port_tokens(ctx, case)
     expected = np.asarray(model.predict(tokens, verbose=0), np.float64)
     got = np.asarray(found[f"logits_{case}"], np.float64)
     if close(got, expected):
         return f"matches Keras (max abs diff {max_diff(got, expected):.1e}) on tokens of shape {tokens.shape}"
     why = diagnose_port(model, found[f"state_{case}"])
-    sizes = "" if case == "a" else f" (a model of other sizes: {OTHER_DIMS})"
+    if (found["training"] or {}).get(case) and (why or "").startswith("the weights are all in place"):
+        why = "the weights are all in place, but the model is in train mode: dropout is active (call net.eval())"
+    if case == "b" and (why or "").startswith("the weights are all in place") and course_sizes_match(ctx):
+        why = ("the weights are all in place and the model matches Keras at the course's sizes, so a size is fixed "
+               "in your forward pass instead of read from the model (the number of heads, or the head size?)")
     raise CheckFailed(f"The ported model differs from Keras{sizes}: {why}.",
                       expected="max abs diff <= 1e-05", found=f"max abs diff {max_diff(got, expected):.3g}"
                       if got.shape == expected.shape else describe_array(got))
 
 
+def course_sizes_match(ctx: CheckContext) -> bool:
+    found = ctx.outputs(port)
+    if "a" in (found["errors"] or {}):
+        return False
+    expected = grader_keras(ctx, "a").predict(port_tokens(ctx, "a"), verbose=0)
+    return close(np.asarray(found["logits_a"], np.float64), np.asarray(expected, np.float64))
+
+
 @registry.check("port", "parity")
 def port_parity(ctx: CheckContext):
     return check_port(ctx, "a")
+
+
+@registry.check("port", "eval_mode")
+def port_eval_mode(ctx: CheckContext):
+    training = ctx.outputs(port)["training"] or {}
+    if any(training.values()):
+        raise CheckFailed("port_keras_weights returns the model in train mode: dropout, if any, stays active.",
+                          expected="net.training False", found=f"net.training True for {len([t for t in training.values() if t])} "
+                          "of the grader's models", hint="return net.eval()")
+    if not training:
+        raise CheckFailed("port_keras_weights returned no model on either of the grader's Keras models.",
+                          found=str(ctx.outputs(port)["errors"])[:300])
+    return "returned in eval mode"
 
 
 @registry.check("port", "other_sizes")
@@ -370,6 +416,19 @@ def export_dynamic_axes(ctx: CheckContext):
                           f"{' and '.join(fixed) or 'shape'} in the export.", expected="['batch', 'length'] (symbolic)",
                           found=str(dims), hint="dynamic_shapes={'tokens': {0: Dim('batch'), 1: Dim('length', max=32)}}")
     return f"input dims {dims}"
+
+
+@registry.check("export", "names")
+def export_names(ctx: CheckContext):
+    path = ctx.artifact(ONNX_FILE, "export", hint=HINTS[ONNX_FILE])
+    info = runtimes.onnxruntime_info(ctx, path, f"{ONNX_FILE} does not load", HINTS[ONNX_FILE])
+    inputs, outputs = ([a["name"] for a in info.get(key, [])] for key in ("inputs", "outputs"))
+    if inputs != ["tokens"] or outputs != ["logits"]:
+        raise CheckFailed(f"{ONNX_FILE}'s inputs {inputs} and outputs {outputs} are not named as asked: the "
+                          "converter and the serving signature take their names from them.", expected="input 'tokens', output 'logits'",
+                          found=f"inputs {inputs}, outputs {outputs}",
+                          hint="torch.onnx.export(..., input_names=['tokens'], output_names=['logits'])")
+    return "input 'tokens', output 'logits'"
 
 
 @registry.check("export", "onnx_parity")
@@ -521,8 +580,12 @@ def serve_predictions(ctx: CheckContext):
     for key, answer in answers.items():
         value = answer["json"].get(key) if isinstance(answer["json"], dict) else None
         if answer["status"] != 200 or value is None:
+            cause = {400: "the codec rejected a valid request of integer token ids",
+                     500: "the model failed on what the codec fed it"}.get(answer["status"],
+                                                                          f"the answer has no '{key}'")
             raise CheckFailed(f"A {'row' if key == 'predictions' else 'columnar'} request of token ids did not get "
-                              f"the model's answer under '{key}'.", expected=f"200 and '{key}'",
+                              f"the model's answer under '{key}': status {answer['status']}, {cause}.",
+                              expected=f"200 and '{key}'",
                               found=f"{answer['status']}: {str(answer['json'])[:200]}", hint=CODEC_FILE + ": "
                               "read the dtype (int64) and shape ([None, None]) from `inputs`.")
         expect_close(value, expected, f"The '{key}' served")
@@ -545,15 +608,38 @@ def learner_matrix(runtimes: list, rows) -> dict[tuple[str, str], float]:
     return {(a, b): float(rows[i][j]) for i, a in enumerate(runtimes) for j, b in enumerate(runtimes)}
 
 
-def compare_with_grader(found: dict[tuple[str, str], float], what: str, ctx: CheckContext) -> str:
-    """Each pair gets the grader's verdict: within tolerance where the grader measures agreement, beyond it where the
-    grader measures a real mismatch (the figures themselves differ with the inputs, the verdicts must not)."""
+PARITY_FACTOR = 10  # a pair's figure on the learner's batch against the grader's on its own: fp32 rounding, not a law
+
+
+def rounding_step(scale: float) -> float:
+    """A quarter of one float32 step at the logits' size: below it, a difference is the rounding of one small logit,
+    and whether a batch shows it at all is chance."""
+    return float(np.spacing(np.float32(max(scale, 1.0)))) / 4
+
+
+def compare_with_grader(found: dict[tuple[str, str], float], what: str, ctx: CheckContext,
+                        zero_cause: str = "the notebook compared a runtime with itself (the same outputs used twice)") -> str:
+    """Each pair against the grader's own measurement of it, from the artifacts on its sequences: the same verdict
+    (within tolerance or not), the same size within PARITY_FACTOR (the figures differ with the inputs, by rounding
+    only), and never exactly 0 where the grader measures a difference (two runtimes do not agree to the last bit)."""
     grader = grader_matrix(ctx)
     ours = learner_matrix(grader["runtimes"], grader["max_abs"])
     pairs = [(a, b) for a, b in ours if a < b and (a, b) in found]
+    step = rounding_step(grader["scale"])
 
     def agrees(value, a, b):
         return value <= pair_tolerance(a, b, grader["scale"])
+
+    zeros = [(a, b) for a, b in pairs if found[(a, b)] == 0 and ours[(a, b)] >= step]
+    if zeros:
+        a, b = zeros[0]
+        raise CheckFailed(f"{what}: {a} vs {b} is exactly 0, where the grader measures {ours[(a, b)]:.3g} between "
+                          f"these artifacts. Two runtimes never agree to the last bit, so {zero_cause}."
+                          + (f" {len(zeros) - 1} more pairs are 0 the same way." if len(zeros) > 1 else ""),
+                          expected=f"{a} vs {b}: about {ours[(a, b)]:.2g} (within a factor {PARITY_FACTOR})",
+                          found=f"0 for {', '.join(f'{x} vs {y}' for x, y in zeros[:4])}",
+                          hint="Check that each runtime's outputs come from that runtime: a typo that reuses one "
+                               "runtime's outputs for another gives 0.")
     off = [(a, b) for a, b in pairs if agrees(found[(a, b)], a, b) != agrees(ours[(a, b)], a, b)]
     if off:
         a, b = off[0]
@@ -562,6 +648,19 @@ def compare_with_grader(found: dict[tuple[str, str], float], what: str, ctx: Che
                           f"{ours[(a, b)]:.3g} (tolerance {pair_tolerance(a, b, grader['scale']):.2g}).",
                           expected="the grader's verdict for each pair", found=f"{len(off)} pairs off",
                           hint="Compute the matrix from the saved artifacts, in one run.")
+
+    def ratio(a, b):
+        return max(found[(a, b)], step) / max(ours[(a, b)], step)
+    far = [(a, b) for a, b in pairs if not 1 / PARITY_FACTOR <= ratio(a, b) <= PARITY_FACTOR]
+    if far:
+        a, b = max(far, key=lambda p: abs(np.log(ratio(*p))))
+        raise CheckFailed(f"{what} does not match the artifacts: {len(far)} pairs are more than {PARITY_FACTOR} times "
+                          f"{'larger' if ratio(a, b) > 1 else 'smaller'} than the grader's own measurement, the most "
+                          f"{a} vs {b}: {found[(a, b)]:.3g}, where the grader measures {ours[(a, b)]:.3g}.",
+                          expected=f"each pair within a factor {PARITY_FACTOR} of the grader's figure",
+                          found=f"{len(far)} pairs off",
+                          hint="Compute the matrix from the saved artifacts, in one run, on one batch of 64 "
+                               "sequences or more.")
     worst = max(pairs or [(RUNTIMES[0], RUNTIMES[1])], key=lambda p: ours[p])
     return (f"agrees with the grader's matrix on sequences padded to {grader['length']}; the largest difference is "
             f"{worst[0]} vs {worst[1]}: {ours[worst]:.1e}")
@@ -621,6 +720,37 @@ def parity_matches_grader(ctx: CheckContext):
     return compare_with_grader(max_abs, "The parity matrix", ctx)
 
 
+SCALE_FACTOR = 3  # the largest logit on the learner's batch against the grader's on its own: the same model's
+
+
+@registry.check("parity", "relative")
+def parity_relative(ctx: CheckContext):
+    _, max_abs, max_rel = parity_outputs(ctx)
+    scale = grader_matrix(ctx)["scale"]
+    pairs = [(a, b) for (a, b) in max_abs if a < b and a in TOLERANCE and b in TOLERANCE]
+    zero_rel = [p for p in pairs if max_abs[p] > 0 and max_rel[p] == 0 or max_abs[p] == 0 and max_rel[p] != 0]
+    if zero_rel:
+        a, b = zero_rel[0]
+        raise CheckFailed(f"max_rel and max_abs disagree on whether {a} vs {b} differ at all: max_abs "
+                          f"{max_abs[(a, b)]:.3g}, max_rel {max_rel[(a, b)]:.3g}.",
+                          expected="max_rel[i][j] = max_abs[i][j] / max(max|out_i|, max|out_j|)",
+                          hint="Compute max_rel from max_abs and the sizes of the two outputs.")
+    implied = {p: max_abs[p] / max_rel[p] for p in pairs if max_rel[p] > 0}
+    off = {p: size for p, size in implied.items() if not scale / SCALE_FACTOR <= size <= scale * SCALE_FACTOR}
+    if off:
+        a, b = next(iter(off))
+        size = off[(a, b)]
+        cause = (" max_rel equals max_abs: it is not divided by the size of the outputs." if np.isclose(size, 1.0)
+                 else "")
+        raise CheckFailed(f"max_rel is not max_abs relative to the size of the logits: for {a} vs {b}, max_abs / "
+                          f"max_rel = {size:.3g}, where the logits' largest magnitude is about {scale:.3g} (the "
+                          f"grader's measurement on its sequences).{cause}",
+                          expected=f"max_abs / max_rel within a factor {SCALE_FACTOR} of {scale:.3g}",
+                          found=f"{size:.3g} for {len(off)} pairs",
+                          hint="max_rel[i][j] = max_abs[i][j] / max(max|out_i|, max|out_j|).")
+    return f"max_rel is max_abs over the logits' size (about {scale:.3g})"
+
+
 # -- the report ------------------------------------------------------------------------------------
 SECTIONS = ("task", "accuracy", "runtimes", "parity", "known limits")
 NUMBER = r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -677,31 +807,83 @@ def artifact_size(ctx: CheckContext, runtime: str) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
-@registry.check("report", "figures")
-def report_figures(ctx: CheckContext):
-    sections = report_sections(ctx)
-    reported = number(section(sections, "accuracy"))
+ACCURACY_FORMS = re.compile(  # 97.3% or 97.3 percent, 973/1000 (or 973 of 1,000), or a proportion 0.973
+    rf"(?P<percent>{NUMBER})\s*(?:%|percent\b)|(?P<hits>\d[\d,]*)\s*(?:/|out of|of)\s*(?P<total>\d[\d,]*)"
+    rf"|(?P<proportion>(?<![\d.,])(?:0?\.\d+|[01](?:\.0*)?)(?![\d,]|\.\d))", re.I)
+
+
+def accuracy_candidates(text: str) -> list[tuple[int, float]]:
+    """Every figure in `text` written as an accuracy can be (a percentage, a count out of a total, a proportion in
+    [0, 1]), with its position: counts such as '1,000 sequences' or '16 tokens' are none of these."""
+    found = []
+    for match in ACCURACY_FORMS.finditer(text.replace("\u2212", "-")):
+        if match["percent"]:
+            value = float(match["percent"].replace(",", "")) / 100
+        elif match["hits"]:
+            hits, total = (float(match[g].replace(",", "")) for g in ("hits", "total"))
+            value = hits / total if 0 < total and hits <= total else -1.0
+        else:
+            value = float(match["proportion"])
+        if 0 <= value <= 1:
+            found.append((match.start(), value))
+    return found
+
+
+def reported_accuracy(body: str) -> float | None:
+    """The accuracy a report's section states: of the figures written as an accuracy can be, the one nearest the
+    word 'accuracy' (the first, where the section never says the word)."""
+    candidates = accuracy_candidates(body)
+    words = [m.start() for m in re.finditer(r"accura", body, re.I)]
+    if not candidates:
+        return None
+    if not words:
+        return candidates[0][1]
+    return min(candidates, key=lambda c: min(abs(c[0] - w) for w in words))[1]
+
+
+@registry.check("report", "accuracy")
+def report_accuracy(ctx: CheckContext):
+    body = section(report_sections(ctx), "accuracy")
+    reported = reported_accuracy(body)
     accuracy, _ = grader_accuracy(ctx)
-    if reported is not None and reported > 1:
-        reported /= 100  # a percentage
-    if reported is None or abs(reported - accuracy) > ACCURACY_SLACK:
-        raise CheckFailed("The report's accuracy does not match the model's.", expected=f"{accuracy:.3f} ± {ACCURACY_SLACK}",
-                          found=str(reported), hint=HINTS[REPORT_FILE] + "; take the figure from the evaluation.")
-    rows = table(section(sections, "runtimes"))
+    if reported is None:
+        raise CheckFailed("The Accuracy section states no accuracy the grader can read.",
+                          expected=f"a proportion (e.g. {accuracy:.3f}) or a percentage ({accuracy:.1%})",
+                          found=body.strip()[:200] or "an empty section",
+                          hint="Write it as 0.973 or 97.3%, next to the word 'accuracy'.")
+    if abs(reported - accuracy) > ACCURACY_SLACK:
+        raise CheckFailed(f"The report's accuracy, {reported:.3f}, does not match the model's: the grader measures "
+                          f"{accuracy:.3f} on fresh sequences.", expected=f"{accuracy:.3f} ± {ACCURACY_SLACK}",
+                          found=f"{reported:.3f}", hint=HINTS[REPORT_FILE] + "; take the figure from the evaluation.")
+    return f"accuracy {reported:.3f} (grader: {accuracy:.3f})"
+
+
+def column_of(header: list[str], word: str) -> int | None:
+    return next((i for i, h in enumerate(header) if word in h), None)
+
+
+@registry.check("report", "sizes")
+def report_sizes(ctx: CheckContext):
+    rows = table(section(report_sections(ctx), "runtimes"))
     header = [h.lower() for h in rows[0]] if rows else []
-    column = next((i for i, h in enumerate(header) if "size" in h), None)
+    column = column_of(header, "size")
     if column is None:
         raise CheckFailed("The runtimes table has no size column.", expected="| runtime | ... | size (bytes) | ... |",
                           found=" | ".join(header) or "no table")
-    sizes = {row[0].strip("` ").lower(): number(row[column]) for row in rows[1:] if len(row) > column}
+    name_column = column_of(header, "runtime")
+    name_column = 0 if name_column is None else name_column
+    sizes = {row[name_column].strip("`* ").lower(): number(row[column]) for row in rows[1:]
+             if len(row) > max(column, name_column)}
+    scale = 1024 if "kib" in header[column] else 1000 if "kb" in header[column] else 1
     for runtime in RUNTIMES:
         actual = artifact_size(ctx, runtime)
         found = sizes.get(runtime)
+        found = None if found is None else found * scale
         if found is None or abs(found - actual) > 0.01 * actual:
             raise CheckFailed(f"The report's size for {runtime} does not match {ARTIFACT_OF[runtime]}.",
                               expected=f"{actual:,} bytes", found="missing" if found is None else f"{found:,.0f}",
                               hint="Measure the files the notebook saved: os.path.getsize, or the sum over a folder.")
-    return f"accuracy {reported:.3f} (grader: {accuracy:.3f}) and the sizes of {len(RUNTIMES)} runtimes' artifacts"
+    return f"the sizes of {len(RUNTIMES)} runtimes' artifacts"
 
 
 @registry.check("report", "parity_figures")
@@ -722,5 +904,7 @@ def report_parity_figures(ctx: CheckContext):
         raise CheckFailed(f"The report's parity table lacks {len(missing)} pairs, e.g. {missing[0][0]} vs {missing[0][1]}.",
                           expected=f"a row and a column for each of {', '.join(RUNTIMES)}")
     found.update({(b, a): v for (a, b), v in list(found.items()) if (b, a) not in found})
-    return compare_with_grader(found, "The report's parity table", ctx)
+    return compare_with_grader(found, "The report's parity table", ctx,
+                               "the notebook compared a runtime with itself, or rounded its figure to 0 (write "
+                               "it with an exponent: f'{value:.2e}')")
 

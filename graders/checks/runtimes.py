@@ -36,6 +36,12 @@ def program_outputs(ctx: CheckContext, path: Path, x: np.ndarray, failure: str, 
     return np.asarray(ctx.run("pt2_run", failure, hint=hint, path=path, x=x, device=device)["y"], np.float64)
 
 
+def program_training_ops(ctx: CheckContext, path: Path, failure: str) -> list[str]:
+    """The .pt2 program's dropout and batch-norm ops that train, as its graph records them."""
+    ops = ctx.cached(f"pt2_ops:{path}", lambda: ctx.run("pt2_training_ops", failure, path=path)["ops"])
+    return sorted({str(op["op"]) for op in ops if op.get("training")})
+
+
 def saved_tensors(ctx: CheckContext, path: Path, failure: str, hint: str | None = None) -> dict:
     """What torch.load(path, weights_only=True) holds: {"type": "dict", key: array, ...} for a state dict."""
     return ctx.run("torch_state", failure, hint=hint, path=path)
@@ -73,6 +79,19 @@ def savedmodel_outputs(ctx: CheckContext, path: Path, x: np.ndarray, failure: st
     savedmodel_signature(ctx, path, hint)
     found = ctx.run("savedmodel_run", failure, hint=hint, path=path, x=x, xla=xla, device=device)
     return np.asarray(found["y"], np.float64)
+
+
+def savedmodel_latency(ctx: CheckContext, path: Path, x: np.ndarray, repeats: int, failure: str) -> tuple[float, float]:
+    """Median seconds per call of a SavedModel's serving signature without and with XLA, timed interleaved in one
+    process: the grader's own speed ratio, once per module run."""
+    found = ctx.cached(f"savedmodel_latency:{path}", lambda: ctx.run("savedmodel_latency", failure, path=path, x=x,
+                                                                     repeats=repeats))
+    return float(found["plain_s"]), float(found["xla_s"])
+
+
+def litert_tensors(ctx: CheckContext, path: Path, failure: str) -> dict:
+    """A .tflite file's tensors, inputs and outputs: lists of {name, dtype (numpy's name), shape}."""
+    return ctx.cached(f"litert_tensors:{path}", lambda: ctx.run("litert_tensors", failure, path=path))
 
 
 def litert_outputs(ctx: CheckContext, path: Path, x: np.ndarray, failure: str, hint: str | None = None) -> np.ndarray:

@@ -119,6 +119,21 @@ def pt2_run(path: str, x: np.ndarray, device: str = "cpu") -> dict:
     return {"y": np.asarray(out.detach().cpu().numpy())}
 
 
+def pt2_training_ops(path: str) -> dict:
+    """The program's dropout and batch-norm calls and whether each trains, as its graph records them (export writes
+    the mode it saw into the graph): what names the cause when the program's outputs are not deterministic."""
+    ops = []
+    for node in _program(path).graph.nodes:
+        name = str(node.target)
+        if node.op != "call_function" or not ("dropout" in name or "batch_norm" in name):
+            continue
+        flags = [a for a in node.args if isinstance(a, bool)] + [node.kwargs[k] for k in ("train", "training")
+                                                                 if isinstance(node.kwargs.get(k), bool)]
+        training = "functional" in name or (not name.endswith("no_training.default") and bool(flags and flags[0]))
+        ops.append({"op": name, "training": training})
+    return {"ops": ops}
+
+
 def _tensors(state: dict, prefix: str) -> dict:
     return {f"{prefix}{key}": np.asarray(value.detach().cpu().numpy()) for key, value in state.items()}
 
@@ -168,7 +183,8 @@ SMALL_CONSTANT = 16  # elements: enough for flags and shapes, never a model's we
 def onnx_graph(path: str) -> dict:
     """What the structural checks read of an ONNX file, as plain data: its external data files (and which are
     missing beside it), the full checker's verdict once they are loaded, the graph's inputs (dims: an int or a
-    name), outputs, nodes (op, name, inputs, int attributes), small constants, and its bytes on disk."""
+    name), outputs, nodes (op, name, inputs, int attributes), each initializer's element type, small constants, and
+    its bytes on disk."""
     import onnx
     from onnx import TensorProto, numpy_helper
     from onnx.external_data_helper import _get_all_tensors, load_external_data_for_model
@@ -197,6 +213,7 @@ def onnx_graph(path: str) -> dict:
     answer["nodes"] = [{"op": n.op_type, "name": n.name, "inputs": list(n.input), "outputs": list(n.output),
                         "ints": {a.name: int(a.i) for a in n.attribute if a.type == onnx.AttributeProto.INT}}
                        for n in graph.node]
+    answer["initializer_types"] = {i.name: TensorProto.DataType.Name(i.data_type) for i in graph.initializer}
     constants = {i.name: i for i in graph.initializer}
     constants.update({n.output[0]: n.attribute[0].t for n in graph.node
                       if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
@@ -262,6 +279,46 @@ def savedmodel_run(path: str, x: np.ndarray, xla: bool = False, device: str = "/
     with tf.device(device):
         out = fn(**{name: tf.constant(x, spec.dtype)})
     return {"y": np.asarray(next(iter(out.values())))}
+
+
+def savedmodel_latency(path: str, x: np.ndarray, repeats: int = 25) -> dict:
+    """Median seconds per call of the serving signature without and with XLA (jit_compile) on x, after a warm-up
+    (tracing and compiling happen there), the calls interleaved so that a load on the machine slows both alike."""
+    import time
+
+    import tensorflow as tf
+    _, signature = _signature(path)
+    if signature is None:
+        raise KeyError("no serving_default signature")
+    name, spec = next(iter(signature.structured_input_signature[1].items()))
+    feed = {name: tf.constant(x, spec.dtype)}
+    plain = _cached("savedmodel-plain", path, lambda: tf.function(lambda **kw: signature(**kw)))
+    xla = _cached("savedmodel-xla", path, lambda: tf.function(lambda **kw: signature(**kw), jit_compile=True))
+    for _ in range(3):
+        plain(**feed), xla(**feed)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        plain(**feed)
+        middle = time.perf_counter()
+        xla(**feed)
+        times.append((middle - started, time.perf_counter() - middle))
+    plain_s, xla_s = np.median(np.asarray(times), axis=0)
+    return {"plain_s": float(plain_s), "xla_s": float(xla_s)}
+
+
+def litert_tensors(path: str) -> dict:
+    """The .tflite file's tensors (name, element type, shape) and its input and output types: what says its weights
+    are int8 and its activations float, whatever its size."""
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_path=path)
+
+    def described(details):
+        return [{"name": str(t["name"]), "dtype": np.dtype(t["dtype"]).name, "shape": [int(d) for d in t["shape"]]}
+                for t in details]
+    return {"tensors": described(interpreter.get_tensor_details()),
+            "inputs": described(interpreter.get_input_details()),
+            "outputs": described(interpreter.get_output_details())}
 
 
 def tf_gpu_available() -> dict:
@@ -368,5 +425,6 @@ def serve(model_dir: str, codec: str, name: str, requests: dict, burst: list, co
 
 
 OPS = {fn.__name__: fn for fn in (
-    keras_summary, keras_predict, keras_predict_backend, pt2_run, pt2_state, torch_state,
-    onnx_graph, ort_info, ort_run, ort_latency, savedmodel_info, savedmodel_run, tf_gpu_available, litert_run, convert, serve)}
+    keras_summary, keras_predict, keras_predict_backend, pt2_run, pt2_state, pt2_training_ops, torch_state,
+    onnx_graph, ort_info, ort_run, ort_latency, savedmodel_info, savedmodel_run, savedmodel_latency, tf_gpu_available,
+    litert_run, litert_tensors, convert, serve)}

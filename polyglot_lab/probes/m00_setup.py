@@ -40,6 +40,9 @@ def seeding(ns, io):
     from tensorflow.python.framework import config as tf_config
 
     seed_everything = need(ns, "seed_everything")
+    # Off first: what is on afterwards was turned on by seed_everything, not by an earlier cell.
+    torch.use_deterministic_algorithms(False)
+    tf_config.disable_op_determinism()
     seed, other_seed = int(io.inputs["seed"]), int(io.inputs["other_seed"])
     runs = {}
     for label, s in (("first", seed), ("again", seed), ("other", other_seed)):
@@ -55,7 +58,8 @@ def threads(ns, io):
     import torch
 
     before = torch.get_num_threads()
-    n = int(io.inputs["n"])
+    n = int(io.inputs["n"])  # at least 2: from 1 thread, a function that leaves torch alone shows
+    torch.set_num_threads(1)
     try:
         options = need(ns, "configure_threads")(n)
         io.save(torch_threads=torch.get_num_threads(),

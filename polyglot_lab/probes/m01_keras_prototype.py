@@ -36,7 +36,19 @@ def model(ns, io):
     built.save(io.output_path("model.keras"))
 
 
-@probe(loss=VALUE, callbacks=VALUE, history=VALUE)
+def _losses_on(trained, splits: dict) -> dict:
+    """The trained model's loss on each candidate validation set: the one early stopping validated on gives back
+    one of history's val_loss values (the weights kept are those of one epoch)."""
+    losses: dict[str, float | str] = {}
+    for name, (X, y) in splits.items():
+        try:
+            losses[name] = float(trained.evaluate(X, y, verbose=0, return_dict=True)["loss"])
+        except Exception as exc:  # noqa: BLE001 - an uncompiled model or a missing split is reported, not raised
+            losses[name] = f"{type(exc).__name__}: {exc}"[:300]
+    return losses
+
+
+@probe(loss=VALUE, callbacks=VALUE, history=VALUE, validation_losses=VALUE)
 def train(ns, io):
     trained, history, callbacks = need(ns, "model"), need(ns, "history"), need(ns, "callbacks")
     io.save(
@@ -47,6 +59,12 @@ def train(ns, io):
                    for cb in list(callbacks)],
         history={str(k): [float(v) for v in values] for k, values in dict(history.history).items()},
     )
+    X_train, y_train = np.asarray(need(ns, "X_train")), np.asarray(need(ns, "y_train"))
+    X_test, y_test = np.asarray(need(ns, "X_test")), np.asarray(need(ns, "y_test"))
+    held = int(len(X_train) * 0.8)  # where fit(validation_split=0.2) cuts: the last fifth, unshuffled
+    io.save(validation_losses=_losses_on(trained, {
+        "test split": (X_test, y_test), "training rows": (X_train, y_train),
+        "last fifth of X_train": (X_train[held:], y_train[held:])}))
 
 
 @probe(lines=VALUE, n_axes=VALUE)
@@ -62,8 +80,33 @@ def plot(ns, io):
     plt.close(figure)
 
 
-@probe(torch_predictions=ARRAY)
+@probe(scaler_mean=ARRAY, scaler_scale=ARRAY, scaler_var=ARRAY, **{"trained.keras": FILE})
+def save(ns, io):
+    """The notebook's scaler and trained `model`: the saved file must be that model behind the scaler's statistics."""
+    scaler, trained = need(ns, "scaler"), need(ns, "model")
+    io.save(scaler_mean=np.asarray(scaler.mean_, np.float64), scaler_scale=np.asarray(scaler.scale_, np.float64),
+            scaler_var=np.asarray(scaler.var_, np.float64))
+    trained.save(io.output_path("trained.keras"))
+
+
+@probe(torch_predictions=ARRAY, processes=VALUE)
 def backends(ns, io):
-    inputs = io.inputs
-    predictions = need(ns, "predict_under_backend")(str(inputs["path"]), "torch", inputs["X"])
-    io.save(torch_predictions=np.asarray(predictions, dtype=np.float64))
+    """Records the processes predict_under_backend starts (subprocess.Popen: run, call and check_output go through
+    it) with the KERAS_BACKEND each gets: the evidence that another backend computed the predictions."""
+    import os
+    import subprocess
+
+    inputs, started, original = io.inputs, [], subprocess.Popen.__init__
+
+    def recording_init(self, args, *rest, **kwargs):
+        env = kwargs.get("env")
+        backend = (env if env is not None else os.environ).get("KERAS_BACKEND")
+        started.append({"backend": None if backend is None else str(backend), "command": str(args)[:300]})
+        original(self, args, *rest, **kwargs)
+
+    subprocess.Popen.__init__ = recording_init  # type: ignore[method-assign]
+    try:
+        predictions = need(ns, "predict_under_backend")(str(inputs["path"]), "torch", inputs["X"])
+    finally:
+        subprocess.Popen.__init__ = original  # type: ignore[method-assign]
+    io.save(torch_predictions=np.asarray(predictions, dtype=np.float64), processes=started)

@@ -97,7 +97,7 @@ def block(ns, io):
         io.save(out=residual(_tensor(inputs["x"])))
 
 
-@probe(logits=ARRAY, gradients=VALUE)
+@probe(logits=ARRAY, gradients=VALUE, buffers=ARRAYS)
 def model(ns, io):
     inputs = io.inputs
     torch.manual_seed(int(inputs["seed"]))
@@ -106,7 +106,7 @@ def model(ns, io):
     logits = net(_tensor(inputs["X"]))
     torch.nn.functional.cross_entropy(logits, _tensor(inputs["y"])).backward()
     gradients = {name: (None if p.grad is None else float(p.grad.norm())) for name, p in net.named_parameters()}
-    io.save(logits=logits.detach(), gradients=gradients)
+    io.save(logits=logits.detach(), gradients=gradients, buffers={k: v for k, v in net.named_buffers()})
 
 
 @probe(first=ARRAY, batch_sizes=VALUE, second_epoch=ARRAY, same_seed=ARRAY, other_seed=ARRAY)
@@ -127,12 +127,82 @@ def loader(ns, io):
             other_seed=np.concatenate(epoch(make_loader(X, y, batch_size, seed + 1))))
 
 
-@probe(returned=VALUE, lr=VALUE, state=ARRAYS)
+class _LoopRecorder:
+    """Watches a training loop without changing what it computes: each forward pass of the model (its mode, which
+    of the given batches, the weights it saw), each backward (the loss, the gradient it computed and what .grad then
+    held) and each optimizer step (which optimizer, the learning rate, the gradients it stepped with)."""
+    MAX_EVENTS = 200  # a runaway loop is recorded up to here
+
+    def __init__(self, net, batches, optimizer):
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+        from torch.overrides import TorchFunctionMode
+        self.net, self.batches, self.optimizer = net, batches, optimizer
+        self.params = dict(net.named_parameters())
+        self.events: list = []
+        self.arrays: dict = {"weights": {}, "fresh": {}, "accumulated": {}, "stepped": {}}
+        self._fresh: dict = {}
+        self._register_step_hook = register_optimizer_step_pre_hook
+        recorder = self
+
+        class BackwardWatch(TorchFunctionMode):  # sees loss.backward() and torch.autograd.backward(loss)
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                if func not in (torch.Tensor.backward, torch.autograd.backward):
+                    return func(*args, **(kwargs or {}))
+                recorder._fresh = {}
+                result = func(*args, **(kwargs or {}))
+                recorder._backward(args[0] if args else kwargs.get("tensors"))
+                return result
+        self._watch = BackwardWatch()
+
+    def _event(self, kind: str, arrays: dict | None = None, **facts) -> None:
+        if len(self.events) >= self.MAX_EVENTS:
+            return
+        index = len(self.events)
+        self.events.append({"event": kind, **facts})
+        for name, values in (arrays or {}).items():
+            self.arrays[name].update({f"{index}.{key}": value for key, value in values.items()})
+
+    def _grads(self) -> dict:
+        return {name: p.grad.detach().cpu().clone() for name, p in self.params.items() if p.grad is not None}
+
+    def _forward(self, module, args):
+        x = args[0].detach().cpu() if args and isinstance(args[0], torch.Tensor) else None
+        batch = next((i for i, (xb, _) in enumerate(self.batches)
+                      if x is not None and xb.shape == x.shape and torch.equal(xb, x)), -1)
+        self._event("forward", {"weights": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}},
+                    training=bool(module.training), grad=torch.is_grad_enabled(), batch=batch)
+
+    def _backward(self, loss):
+        loss = loss[0] if isinstance(loss, (tuple, list)) and loss else loss
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) and loss.numel() == 1 else None
+        self._event("backward", {"fresh": dict(self._fresh), "accumulated": self._grads()}, loss=value)
+
+    def _step(self, optimizer, args, kwargs):
+        self._event("step", {"stepped": self._grads()}, given=optimizer is self.optimizer,
+                    optimizer=type(optimizer).__name__, lr=float(self.optimizer.param_groups[0]["lr"]))
+
+    def __enter__(self):
+        self._handles = [self.net.register_forward_pre_hook(self._forward), self._register_step_hook(self._step)]
+        self._handles += [p.register_hook(lambda grad, name=name: self._fresh.__setitem__(name, grad.detach().cpu().clone()))
+                          for name, p in self.params.items()]
+        self._watch.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._watch.__exit__(*exc)
+        for handle in self._handles:
+            handle.remove()
+
+
+@probe(returned=VALUE, events=VALUE, scheduler_steps=VALUE, weights=ARRAYS, fresh=ARRAYS, accumulated=ARRAYS,
+       stepped=ARRAYS)
 def train_epoch(ns, io):
     inputs = io.inputs
     net, batches, optimizer, scheduler = training_setup(inputs)
-    returned = need(ns, "train_epoch")(net, batches, optimizer, scheduler, float(inputs["max_grad_norm"]))
-    io.save(returned=float(returned), lr=float(optimizer.param_groups[0]["lr"]), state=_state(net))
+    with _LoopRecorder(net, batches, optimizer) as recorder:
+        returned = need(ns, "train_epoch")(net, batches, optimizer, scheduler, float(inputs["max_grad_norm"]))
+    io.save(returned=float(returned), events=recorder.events, scheduler_steps=int(scheduler.last_epoch),
+            **recorder.arrays)
 
 
 @probe(logits=ARRAY, requires_grad=VALUE)
@@ -159,13 +229,16 @@ def hooks(ns, io):
     widths = [int(w) for w in inputs["widths"]]
     x = _tensor(inputs["x"])
     for tag in ("public", "hidden"):
-        net = models.relu_mlp(widths)
-        net.load_state_dict(_weights(inputs, tag))
-        if tag == "public":
-            stats = need(ns, "activation_stats")(net, x)
-            io.save(stats={str(name): {k: float(v) for k, v in dict(s).items()} for name, s in dict(stats).items()},
-                    hooks_left=sum(len(m._forward_hooks) for m in net.modules()))
-        io.save(**{f"dead_{tag}": need(ns, "find_dead_layer")(net, x)})
+        found = []
+        for number in range(int(inputs["nets"])):
+            net = models.relu_mlp(widths)
+            net.load_state_dict(_weights(inputs, f"{tag}{number}"))
+            if tag == "public" and number == 0:
+                stats = need(ns, "activation_stats")(net, x)
+                io.save(stats={str(name): {k: float(v) for k, v in dict(s).items()} for name, s in dict(stats).items()},
+                        hooks_left=sum(len(m._forward_hooks) for m in net.modules()))
+            found.append(need(ns, "find_dead_layer")(net, x))
+        io.save(**{f"dead_{tag}": found})
 
 
 @probe(eager=ARRAY, exported=ARRAY, export_error=VALUE)
