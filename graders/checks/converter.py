@@ -155,8 +155,9 @@ def check_model_parity(result: dict, one: str, summary: str) -> str:
 
 
 def check_dynamic_signature(result: dict, axes: int, expected: str, fixed: str) -> str:
-    """serve's input signature leaves the first `axes` dimensions free (None); `fixed` names the mistake. The
-    signature is the evidence: a model that converts but then fails to run costs model_parity, not this check."""
+    """serve's input signature leaves the first `axes` dimensions free (None), and serve runs the grader's models at
+    sizes other than the export's; `fixed` names the mistake. The signature alone is no evidence: the notebook may
+    hand it over written (module 05's skeleton does), so a serve that cannot run proves nothing dynamic."""
     for found in result["models"]:
         shape = (found.get("signature") or [[]])[0]
         if any(d is not None for d in shape[:axes]):
@@ -167,4 +168,11 @@ def check_dynamic_signature(result: dict, axes: int, expected: str, fixed: str) 
     if unconverted:
         raise CheckFailed(f"convert() gave no serve with an input signature on the grader's models: {unconverted}",
                           hint="convert(model) returns a tf.Module whose serve is a tf.function with an input_signature.")
+    failed = next((found["error"] for found in result["models"] if "error" in found), None)
+    if failed:
+        broken = failing_ops(result)
+        cause = f"the {', '.join(broken)} handler fails ONNX's own cases, the likely cause; " if broken else ""
+        raise CheckFailed("serve's signature leaves the sizes free, but serve fails on the grader's models, so no "
+                          f"other size is shown to work ({cause}model_parity says more): {failed}",
+                          hint="Every handler the model needs must work before its signature can be used.")
     return f"serve's signature is {expected}"
