@@ -1,25 +1,19 @@
 """Module 04's valid alternatives: answers written in another style than the master's, each scoring full marks
 through the real probe (or, for files, the real checks on the files it writes)."""
-import importlib.util
 import time
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 
 from graders.checks import CheckContext
 from graders.checks import m04_tensorflow_serving as m04
 from mistakes import full_marks, run_probe
-from polyglot_lab.catalogue import REPO
+import test_mistakes_m04 as mutants
 
 PROBES = "polyglot_lab.probes.m04_tensorflow_serving"
-MASTER = REPO / "solutions" / "04_tensorflow_serving.ipynb"
-
-
-def master_file(tag: str) -> str:
-    cell = next(c for c in nbformat.read(MASTER, as_version=4).cells if f"solution:{tag}" in c.metadata.get("tags", []))
-    return cell.source.split("\n", 1)[1]
+master_file = mutants.master_file
+digits_onnx, tf_model = mutants.digits_onnx, mutants.tf_model  # the notebook's files, shared with the mutants
 
 
 def edited(text: str, *edits) -> str:
@@ -32,30 +26,6 @@ def edited(text: str, *edits) -> str:
 @pytest.fixture
 def ctx(tmp_path):
     return CheckContext(tmp_path, seed=5, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def digits_onnx(tmp_path_factory):
-    import torch
-
-    from polyglot_lab import models
-    from polyglot_lab.data import digits
-    X, y = digits()
-    path = tmp_path_factory.mktemp("onnx") / m04.ONNX_FILE
-    torch.onnx.export(models.train_convnet(X, y, epochs=3), (torch.from_numpy(X[:2]),), str(path), dynamo=True,
-                      verbose=False, input_names=["pixels"], output_names=["logits"], external_data=False,
-                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
-    return path
-
-
-@pytest.fixture(scope="module")
-def tf_model(digits_onnx, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("converter")
-    (folder / m04.CONVERTER_FILE).write_text(master_file("converter"))
-    spec = importlib.util.spec_from_file_location("alt_master_onnx_to_tf", folder / m04.CONVERTER_FILE)
-    converter = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(converter)
-    return converter.convert(str(digits_onnx))
 
 
 def copy_onnx(ctx, digits_onnx):
