@@ -95,20 +95,48 @@ def test_parameter_budget(ctx):
     fails_with(m01.param_budget, ctx, "over the parameter budget")
 
 
-def test_model_never_saved(ctx):
+SAVE_CHECKS = ("loads", "normalization_statistics", "holdout_accuracy")
+
+
+def test_model_never_saved(ctx, learner_split):
+    probe_with(ctx, "save", scaler=learner_split[4], model=tiny_model())  # the notebook never wrote the file
     failure = fails_with(m01.loads, ctx, "digits_baseline.keras was not found", "never saved")
     assert "save" in failure.hint
+    # No file: nothing of it can be checked, each check says why.
+    costs_only(ctx, m01.registry, "save", SAVE_CHECKS, "digits_baseline.keras was not found", "never saved")
 
 
-def test_corrupt_model_file_names_the_file(ctx):
+def test_corrupt_model_file_names_the_file(ctx, learner_split):
+    probe_with(ctx, "save", scaler=learner_split[4], model=tiny_model())
     (ctx.workdir / m01.MODEL_FILE).write_bytes(b"this is not a keras file")
     fails_with(m01.loads, ctx, "digits_baseline.keras could not be loaded")
+    costs_only(ctx, m01.registry, "save", SAVE_CHECKS, "digits_baseline.keras could not be loaded")
 
 
-def test_accuracy_under_the_bar(ctx):
-    tiny_model().save(ctx.workdir / m01.MODEL_FILE)  # untrained: about 10% accuracy
+def test_accuracy_under_the_bar(ctx, learner_split):
+    untrained, scaler = tiny_model(), learner_split[4]  # saved before training: about 10% accuracy
+    serve(ctx, untrained, scaler.mean_, scaler.scale_ ** 2)
+    probe_with(ctx, "save", scaler=scaler, model=untrained)
     failure = fails_with(m01.holdout_accuracy, ctx, "under the bar")
     assert failure.expected == ">= 0.95"
+    costs_only(ctx, m01.registry, "save", "holdout_accuracy", "under the bar")
+
+
+CURVES = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]}
+
+
+def craft_train(ctx, **mistake):
+    """The train probe's outputs of a right answer (validation_split=0.2), with `mistake` in place of some."""
+    right = dict(loss={"name": "sparse_categorical_crossentropy", "from_logits": False},
+                 callbacks=[{"type": "EarlyStopping", "monitor": "val_loss", "restore_best_weights": True}],
+                 history=CURVES,
+                 validation_losses={"test split": 0.9, "training rows": 0.3, "last fifth of X_train": 0.7})
+    craft(ctx, m01.train, **{**right, **mistake})
+
+
+def test_crafted_train_answer_passes(ctx):
+    craft_train(ctx)
+    costs_only(ctx, m01.registry, "train", ())
 
 
 @pytest.mark.parametrize("loss, words", [
@@ -117,20 +145,22 @@ def test_accuracy_under_the_bar(ctx):
     ({"name": "mse"}, ("not sparse categorical",)),
 ])
 def test_loss_mistakes(ctx, loss, words):
-    craft(ctx, m01.train, loss=loss, callbacks=[], history={})
+    craft_train(ctx, loss=loss)
     fails_with(m01.loss_matches_labels, ctx, *words)
+    costs_only(ctx, m01.registry, "train", "loss_matches_labels", *words)
 
 
 def test_early_stopping_must_restore_best_weights(ctx):
-    craft(ctx, m01.train, loss={}, history={},
-          callbacks=[{"type": "EarlyStopping", "monitor": "val_loss", "restore_best_weights": False}])
+    craft_train(ctx, callbacks=[{"type": "EarlyStopping", "monitor": "val_loss", "restore_best_weights": False}])
     fails_with(m01.early_stopping, ctx, "restore the best weights")
+    costs_only(ctx, m01.registry, "train", "early_stopping", "restore the best weights")
 
 
 def test_plot_missing_a_curve(ctx):
     given = m01.plot_inputs(ctx)
     craft(ctx, m01.plot, lines=[given["loss"].tolist(), given["accuracy"].tolist()], n_axes=2)
     fails_with(m01.four_curves, ctx, "val_loss", "val_accuracy")
+    costs_only(ctx, m01.registry, "plot", "four_curves", "val_loss", "val_accuracy")
 
 
 def test_torch_backend_predictions_must_come_from_the_same_file(ctx):
@@ -138,15 +168,19 @@ def test_torch_backend_predictions_must_come_from_the_same_file(ctx):
     model.save(ctx.workdir / m01.MODEL_FILE)
     X = m01.backends_inputs(ctx)["X"]
     right = model.predict(X, verbose=0)
-    craft(ctx, m01.backends, torch_predictions=right.astype(np.float64))
+    torch_child = [{"backend": "torch", "command": "['python', '-c', '...']"}]  # a fresh process, as asked
+    craft(ctx, m01.backends, torch_predictions=right.astype(np.float64), processes=torch_child)
     assert m01.torch_backend_parity(ctx)
+    costs_only(ctx, m01.registry, "backends", ())
     retrained = tiny_model().predict(X, verbose=0)  # another model's answers: retrained, or another file loaded
-    craft(ctx, m01.backends, torch_predictions=retrained)
+    craft(ctx, m01.backends, torch_predictions=retrained, processes=torch_child)
     failure = fails_with(m01.torch_backend_parity, ctx, "differ from TensorFlow's")
     assert failure.expected == "max abs diff <= 1e-05" and "do not retrain" in failure.hint
-    craft(ctx, m01.backends, torch_predictions=right.argmax(1))  # class ids, not probabilities
+    costs_only(ctx, m01.registry, "backends", "torch_backend_parity", "differ from TensorFlow's")
+    craft(ctx, m01.backends, torch_predictions=right.argmax(1), processes=torch_child)  # class ids, not probabilities
     failure = fails_with(m01.torch_backend_parity, ctx, "wrong shape")
     assert "(16, 10)" in failure.expected
+    costs_only(ctx, m01.registry, "backends", "torch_backend_parity", "wrong shape")
 
 
 def test_model_shapes_are_named(ctx):
@@ -154,19 +188,24 @@ def test_model_shapes_are_named(ctx):
     craft_model(ctx, tiny_model())
     assert m01.io_shapes(ctx)
     ctx.cache.clear()
-    craft_model(ctx, keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]))
+    craft_model(ctx, keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                       keras.layers.Dense(10, activation="softmax")]))
     failure = fails_with(m01.io_shapes, ctx, "input or output shape is wrong")  # images where features were asked
     assert "(None, 8, 8, 1)" in failure.found
+    costs_only(ctx, m01.registry, "model", "io_shapes", "input or output shape is wrong")
 
 
 def test_history_must_hold_validation_curves_and_a_falling_loss(ctx):
-    curves = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]}
-    craft(ctx, m01.train, loss={}, callbacks=[], history=curves)
+    craft_train(ctx)
     assert m01.curves_recorded(ctx)
-    craft(ctx, m01.train, loss={}, callbacks=[], history={"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]})
-    fails_with(m01.curves_recorded, ctx, "lacks val_loss, val_accuracy")  # fit without validation data
-    craft(ctx, m01.train, loss={}, callbacks=[], history={**curves, "loss": [1.0, 1.2]})
+    craft_train(ctx, history={"loss": [1.0, 0.5], "accuracy": [0.5, 0.8]})  # fit without validation data
+    fails_with(m01.curves_recorded, ctx, "lacks val_loss, val_accuracy")
+    # No validation ran: early stopping had nothing to watch either, and says so.
+    results = costs_only(ctx, m01.registry, "train", ("curves_recorded", "held_out_validation"), "val_loss")
+    assert "No validation ran" in results["held_out_validation"].message
+    craft_train(ctx, history={**CURVES, "loss": [1.0, 1.2]})
     fails_with(m01.curves_recorded, ctx, "did not go down")
+    costs_only(ctx, m01.registry, "train", "curves_recorded", "did not go down")
 
 
 # -- mutants: one requirement violated, through the real probe -------------------------------------
@@ -214,12 +253,13 @@ def test_test_rows_left_raw_are_caught_when_the_rows_differ_too(ctx):
     fails_with(m01.leak_free_scaling, ctx, "X_test was not transformed")
 
 
-def builder(last="softmax", extra=None, hidden=16):
+def builder(last="softmax", extra=None, hidden=16, inputs=(64,), classes=10):
     import keras
 
     def build_model():
-        layers = [keras.Input((64,)), keras.layers.Dense(hidden, activation="relu"),
-                  keras.layers.Dense(10, activation=last)]
+        flatten = [keras.layers.Flatten()] if len(inputs) > 1 else []
+        layers = [keras.Input(inputs), *flatten, keras.layers.Dense(hidden, activation="relu"),
+                  keras.layers.Dense(classes, activation=last)]
         return keras.Sequential(layers + ([extra()] if extra else []))
     return build_model
 
@@ -230,6 +270,8 @@ def builder(last="softmax", extra=None, hidden=16):
     (dict(last=None), "softmax_once", ("Softmax is missing",)),
     (dict(extra=lambda: __import__("keras").layers.Softmax()), "softmax_once", ("applied 2 times",)),
     (dict(hidden=400), "param_budget", ("over the parameter budget",)),
+    (dict(inputs=(8, 8)), "io_shapes", ("input or output shape is wrong",)),
+    (dict(classes=9), "io_shapes", ("input or output shape is wrong",)),
 ])
 def test_model_mutants_cost_only_their_check(ctx, build, failing, words):
     probe_with(ctx, "model", build_model=builder(**build))

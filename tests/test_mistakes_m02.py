@@ -12,7 +12,7 @@ from torch import nn
 
 from graders.checks import CheckContext
 from graders.checks import m02_pytorch_eager as m02
-from mistakes import costs_only, fails_with, full_marks, run_probe, verdicts
+from mistakes import costs_only, craft, fails_with, full_marks, run_probe, verdicts
 
 PROBES = "polyglot_lab.probes.m02_pytorch_eager"
 
@@ -81,12 +81,14 @@ def test_port_layout_mistakes_are_named(ctx, mistake, words):
     probe_with(ctx, "port", port_keras_weights=porter(**mistake))
     failure = fails_with(m02.port_parity, ctx, *words)
     assert "max abs diff" in failure.found
+    costs_only(ctx, m02.registry, "port", "parity", *words)
 
 
 def test_port_with_softmax_inside_costs_only_the_logits_check(ctx):
     probe_with(ctx, "port", port_keras_weights=porter(softmax=True))
     assert m02.port_parity(ctx)  # the weights are right
     fails_with(m02.port_returns_logits, ctx, "returns probabilities", "cross_entropy")
+    costs_only(ctx, m02.registry, "port", "returns_logits", "returns probabilities", "cross_entropy")
 
 
 # -- layer_norm --------------------------------------------------------------------------------
@@ -125,7 +127,7 @@ def test_layer_norm_right(ctx):
 ])
 def test_layer_norm_mistakes_are_named(ctx, fn, words):
     probe_with(ctx, "layer_norm", layer_norm=fn)
-    fails_with(m02.layer_norm_matches_library, ctx, *words)
+    costs_only(ctx, m02.registry, "layer_norm", "matches_library", *words)
 
 
 def test_layer_norm_from_the_library_is_caught(ctx):
@@ -133,6 +135,7 @@ def test_layer_norm_from_the_library_is_caught(ctx):
     assert m02.layer_norm_matches_library(ctx)
     failure = fails_with(m02.layer_norm_from_tensor_ops, ctx, "torch's own normalisation")
     assert "layer_norm" in failure.found
+    costs_only(ctx, m02.registry, "layer_norm", "from_tensor_ops", "torch's own normalisation")
 
 
 # -- silu --------------------------------------------------------------------------------------
@@ -163,8 +166,7 @@ def test_silu_right(ctx):
 ])
 def test_silu_backward_mistakes_are_named(ctx, backward, words):
     probe_with(ctx, "silu", SiLUFunction=silu_function(backward))
-    assert m02.silu_forward(ctx)
-    fails_with(m02.silu_backward, ctx, *words)
+    costs_only(ctx, m02.registry, "silu", "backward", *words)
 
 
 def test_silu_must_be_an_autograd_function(ctx):
@@ -172,8 +174,7 @@ def test_silu_must_be_an_autograd_function(ctx):
         def forward(self, x):
             return F.silu(x)
     probe_with(ctx, "silu", SiLUFunction=SiLUFunction)
-    fails_with(m02.silu_forward, ctx, "not a torch.autograd.Function")
-    fails_with(m02.silu_backward, ctx, "not a torch.autograd.Function")
+    costs_only(ctx, m02.registry, "silu", {"forward", "backward"}, "not a torch.autograd.Function")
 
 
 # -- block and model ---------------------------------------------------------------------------
@@ -193,10 +194,10 @@ def residual_block(residual=True, post_norm=False):
 
 def test_block_right_and_wrong(ctx):
     assert m02.block_matches_library(probe_with(ctx, "block", ResidualBlock=residual_block()))
-    fails_with(m02.block_matches_library, probe_with(ctx, "block", ResidualBlock=residual_block(residual=False)),
-               "residual connection is missing")
-    fails_with(m02.block_matches_library, probe_with(ctx, "block", ResidualBlock=residual_block(post_norm=True)),
-               "differs from x + fc2")
+    probe_with(ctx, "block", ResidualBlock=residual_block(residual=False))
+    costs_only(ctx, m02.registry, "block", "matches_library", "residual connection is missing")
+    probe_with(ctx, "block", ResidualBlock=residual_block(post_norm=True))
+    costs_only(ctx, m02.registry, "block", "matches_library", "differs from x + fc2")
 
 
 def test_block_with_other_parameter_names_says_which(ctx):
@@ -205,7 +206,7 @@ def test_block_with_other_parameter_names_says_which(ctx):
             super().__init__()
             self.layer_norm, self.fc1, self.fc2 = nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.Linear(hidden, dim)
     probe_with(ctx, "block", ResidualBlock=ResidualBlock)
-    fails_with(m02.block_matches_library, ctx, "state_dict keys must be", "norm.weight")
+    costs_only(ctx, m02.registry, "block", "matches_library", "state_dict keys must be", "norm.weight")
 
 
 def digits_net(detach=False, softmax=False, unused_layer=False, plain_statistics=False):
@@ -238,7 +239,7 @@ def test_model_right(ctx):
 ])
 def test_parameters_that_never_learn_are_named(ctx, mistake, stuck):
     probe_with(ctx, "model", DigitsNet=digits_net(**mistake))
-    fails_with(m02.every_parameter_learns, ctx, f"never get a gradient, so they never learn: {stuck}")
+    costs_only(ctx, m02.registry, "model", "every_parameter_learns", f"never get a gradient, so they never learn: {stuck}")
 
 
 def test_model_with_softmax_inside(ctx):
@@ -281,14 +282,21 @@ def test_loader_right(ctx):
 
 
 @pytest.mark.parametrize("kind, check, words", [
-    ("unseeded", m02.loader_reproducible, ("not reproducible",)),
-    ("seed_ignored", m02.loader_reproducible, ("seed is ignored",)),
-    ("not_shuffled", m02.loader_shuffles_every_row, ("not shuffled",)),
-    ("drop_last", m02.loader_shuffles_every_row, ("every row exactly once",)),
-    ("shuffled_once", m02.loader_shuffles_every_row, ("same order",)),
+    ("unseeded", "reproducible", ("not reproducible",)),
+    ("seed_ignored", "reproducible", ("seed is ignored",)),
+    ("drop_last", "shuffles_every_row", ("every row exactly once",)),
+    ("shuffled_once", "shuffles_every_row", ("same order",)),
 ])
 def test_loader_mistakes_are_named(ctx, kind, check, words):
-    fails_with(check, probe_with(ctx, "loader", make_loader=loader_variant(kind)), *words)
+    probe_with(ctx, "loader", make_loader=loader_variant(kind))
+    costs_only(ctx, m02.registry, "loader", check, *words)
+
+
+def test_unshuffled_loader_also_ignores_the_seed(ctx):
+    """Without shuffling there is no order for the seed to set: both checks fail, each naming the missing shuffle."""
+    probe_with(ctx, "loader", make_loader=loader_variant("not_shuffled"))
+    results = costs_only(ctx, m02.registry, "loader", {"reproducible", "shuffles_every_row"}, "not shuffled")
+    assert "seed is ignored" in results["reproducible"].message
 
 
 # -- train_epoch -------------------------------------------------------------------------------
@@ -412,10 +420,9 @@ def test_predict(ctx):
     probe_with(ctx, "predict", predict=predictor())
     assert m02.predict_eval_mode(ctx) and m02.predict_no_grad(ctx)
     probe_with(ctx, "predict", predict=predictor(eval_mode=False))
-    fails_with(m02.predict_eval_mode, ctx, "left in train mode")
+    costs_only(ctx, m02.registry, "predict", "eval_mode", "left in train mode")
     probe_with(ctx, "predict", predict=predictor(no_grad=False))
-    assert m02.predict_eval_mode(ctx)
-    fails_with(m02.predict_no_grad, ctx, "autograd graph")
+    costs_only(ctx, m02.registry, "predict", "no_grad", "autograd graph")
 
 
 # -- fit ---------------------------------------------------------------------------------------
@@ -550,26 +557,31 @@ def test_program_non_determinism_other_than_train_mode_is_described(ctx, model, 
 
 
 def test_program_with_a_static_batch(ctx):
-    save_artifacts(ctx, Pixels(), dynamic=False)
+    """A program that takes only its example's batch cannot be run on the grader's batches at all: every check that
+    runs it fails, each saying the batch size is what fails; the state dict still matches."""
+    save_artifacts(ctx, trained_pixels(), dynamic=False)
     failure = fails_with(m02.program_loads, ctx, "fails on a batch of 1")
     assert "dynamic" in failure.hint
+    costs_only(ctx, m02.registry, "save", {"program_loads", "holdout_accuracy", "eval_mode"}, "fails on a batch of",
+               "Guard failed")
 
 
 def test_untrained_program_is_under_the_bar(ctx):
     save_artifacts(ctx, Pixels())
-    fails_with(m02.custom_holdout_accuracy, ctx, "under the bar")
+    costs_only(ctx, m02.registry, "save", "holdout_accuracy", "under the bar")
 
 
 def test_state_dict_of_another_model(ctx):
-    save_artifacts(ctx, Pixels(), state=Pixels().state_dict())
-    fails_with(m02.state_dict_matches, ctx, "other weights", "fc.weight")
+    save_artifacts(ctx, trained_pixels(), state=Pixels().state_dict())
+    costs_only(ctx, m02.registry, "save", "state_dict_matches", "other weights", "fc.weight")
 
 
 def test_whole_model_pickled_instead_of_state_dict(ctx):
-    save_artifacts(ctx, Pixels())
+    save_artifacts(ctx, trained_pixels())
     torch.save(Pixels(), ctx.workdir / m02.STATE_FILE)  # a pickled module: weights_only refuses it
     failure = fails_with(m02.state_dict_matches, ctx, "could not be loaded with torch.load(weights_only=True)")
     assert "state_dict()" in failure.hint
+    costs_only(ctx, m02.registry, "save", "state_dict_matches", "could not be loaded with torch.load(weights_only=True)")
 
 
 def test_missing_and_corrupt_artifacts_name_the_file(ctx):
@@ -577,6 +589,11 @@ def test_missing_and_corrupt_artifacts_name_the_file(ctx):
     (ctx.workdir / m02.PROGRAM_FILE).write_bytes(b"not a program")
     ctx.cache.clear()
     fails_with(m02.program_loads, ctx, "digits_custom.pt2 could not be loaded")
+    # With a good state dict beside it, a program that cannot load costs every check that needs it, each saying so.
+    torch.save(trained_pixels().state_dict(), ctx.workdir / m02.STATE_FILE)
+    ctx.cache.clear()
+    costs_only(ctx, m02.registry, "save", {"program_loads", "holdout_accuracy", "eval_mode", "state_dict_matches"},
+               "digits_custom.pt2 could not be loaded")
 
 
 # -- hooks -------------------------------------------------------------------------------------
@@ -613,7 +630,7 @@ def test_hooks_right(ctx):
 
 def test_hooks_left_registered(ctx):
     probe_with(ctx, "hooks", **hook_functions(remove=False))
-    fails_with(m02.hooks_removed, ctx, "leaves", "hook(s) registered")
+    costs_only(ctx, m02.registry, "hooks", "hooks_removed", "leaves", "hook(s) registered")
 
 
 def test_dead_layer_must_be_the_one_with_zero_output(ctx):
@@ -635,7 +652,7 @@ def test_wrong_statistics_are_named(ctx):
     def activation_stats(model, x):  # the std of the input instead of the output
         return {name: {**s, "std": s["std"] + 0.5} for name, s in stats(model, x).items()}
     probe_with(ctx, "hooks", activation_stats=activation_stats, find_dead_layer=functions["find_dead_layer"])
-    fails_with(m02.hooks_stats_match, ctx, "['std'] is wrong")
+    costs_only(ctx, m02.registry, "hooks", "stats_match", "['std'] is wrong")
 
 
 # -- branch ------------------------------------------------------------------------------------
@@ -670,8 +687,28 @@ def test_python_branch_works_eagerly_but_does_not_export(ctx):
     assert m02.branch_matches_eager(ctx)
     failure = fails_with(m02.branch_exports, ctx, "data-dependent branch")
     assert "torch.where" in failure.hint
+    costs_only(ctx, m02.registry, "branch", "exports", "data-dependent branch")
 
 
 def test_branch_that_never_abstains(ctx):
+    """Wrong answers cost the answers check only: the export check compares the program with the learner's module."""
     probe_with(ctx, "branch", Abstain=NeverAbstains)
-    fails_with(m02.branch_matches_eager, ctx, "differ from the reference")
+    costs_only(ctx, m02.registry, "branch", "matches_eager", "differ from the reference")
+
+
+def test_branch_wrong_only_on_another_batch_is_still_caught(ctx):
+    """A module right on the grader's batch but not on another (as its program is): the eager check costs it."""
+    given = m02.branch_inputs(ctx)
+    never_abstains = given["other_logits"].argmax(1)
+    craft(ctx, m02.branch, eager=m02.abstain_reference(given["logits"], given["threshold"]),
+          eager_other=never_abstains, exported=never_abstains)
+    costs_only(ctx, m02.registry, "branch", "matches_eager", "differ from the reference")
+
+
+def test_program_that_disagrees_with_its_module_costs_the_export_check(ctx):
+    """A program whose answers on another batch size are not its module's: the export baked something in."""
+    given = m02.branch_inputs(ctx)
+    right = {name: m02.abstain_reference(given[rows], given["threshold"])
+             for name, rows in (("eager", "logits"), ("eager_other", "other_logits"))}
+    craft(ctx, m02.branch, **right, exported=given["other_logits"].argmax(1))
+    costs_only(ctx, m02.registry, "branch", "exports", "baked in the example's shapes")

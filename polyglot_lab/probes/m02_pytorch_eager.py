@@ -241,12 +241,12 @@ def hooks(ns, io):
         io.save(**{f"dead_{tag}": found})
 
 
-@probe(eager=ARRAY, exported=ARRAY, export_error=VALUE)
+@probe(eager=ARRAY, eager_other=ARRAY, exported=ARRAY, export_error=VALUE)
 def branch(ns, io):
     inputs = io.inputs
     module = _module(need(ns, "Abstain")(float(inputs["threshold"])), "Abstain(threshold)")
     with torch.no_grad():
-        io.save(eager=module(_tensor(inputs["logits"])))
+        io.save(eager=module(_tensor(inputs["logits"])), eager_other=module(_tensor(inputs["other_logits"])))
     try:
         batch = torch.export.Dim("batch")
         program = torch.export.export(module, (_tensor(inputs["logits"][:3]),), dynamic_shapes=({0: batch},))
