@@ -8,6 +8,7 @@ named arrays to a folder of them, files as files, everything else to JSON.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -215,6 +216,23 @@ def run(probes_module: str, exercise_id: str, namespace: dict, workdir: str | os
         return False
     io.mark_done()
     return True
+
+
+@contextlib.contextmanager
+def constructor_recorder(cls, describe=lambda args, kwargs: (args, kwargs)):
+    """Record each new instance of `cls` made while active (``with constructor_recorder(cls) as made: ...``):
+    describe(args, kwargs) of each constructor call, taken as it is made. How a probe sees which providers a session
+    was given, or which environment a child process got."""
+    original, made = cls.__init__, []
+
+    def init(self, *args, **kwargs):
+        made.append(describe(args, kwargs))
+        original(self, *args, **kwargs)
+    cls.__init__ = init
+    try:
+        yield made
+    finally:
+        cls.__init__ = original
 
 
 def torch_call_recorder(qualified: bool = False):

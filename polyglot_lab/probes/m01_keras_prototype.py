@@ -4,7 +4,7 @@ graders/checks/m01_keras_prototype.py, each in its exercise's section beside the
 edit those, not this file."""
 import numpy as np
 
-from polyglot_lab.probe import ARRAY, FILE, VALUE, need, probe
+from polyglot_lab.probe import ARRAY, FILE, VALUE, constructor_recorder, need, probe
 
 
 def _describe_loss(loss):
@@ -96,17 +96,13 @@ def backends(ns, io):
     import os
     import subprocess
 
-    inputs, started, original = io.inputs, [], subprocess.Popen.__init__
-
-    def recording_init(self, args, *rest, **kwargs):
+    def child(args, kwargs) -> dict:  # read as the process starts: the environment it is given
         env = kwargs.get("env")
         backend = (env if env is not None else os.environ).get("KERAS_BACKEND")
-        started.append({"backend": None if backend is None else str(backend), "command": str(args)[:300]})
-        original(self, args, *rest, **kwargs)
+        return {"backend": None if backend is None else str(backend),
+                "command": str(args[0] if args else kwargs.get("args"))[:300]}
 
-    subprocess.Popen.__init__ = recording_init  # type: ignore[method-assign]
-    try:
+    inputs = io.inputs
+    with constructor_recorder(subprocess.Popen, child) as started:
         predictions = need(ns, "predict_under_backend")(str(inputs["path"]), "torch", inputs["X"])
-    finally:
-        subprocess.Popen.__init__ = original  # type: ignore[method-assign]
     io.save(torch_predictions=np.asarray(predictions, dtype=np.float64), processes=started)

@@ -2,31 +2,14 @@
 after the exercise's cells. Written by `make notebooks` from the `# <kernel>` blocks of
 graders/checks/m03_onnx_export.py, each in its exercise's section beside the inputs and checks:
 edit those, not this file."""
-from contextlib import contextmanager
-
 import numpy as np
 
-from polyglot_lab.probe import ARRAY, VALUE, need, probe
+from polyglot_lab.probe import ARRAY, VALUE, constructor_recorder, need, probe
 
 
 def _model_file(io, name: str) -> str:
     """The path of the grader's model `name` (an input file, <name>.onnx)."""
     return str(io.input_file(f"{name}.onnx"))
-
-
-@contextmanager
-def _recording(cls, seen: list):
-    """Record the arguments each new instance of `cls` is made with (the providers a session is given)."""
-    original = cls.__init__
-
-    def init(self, *args, **kwargs):
-        seen.append((args, kwargs))
-        original(self, *args, **kwargs)
-    cls.__init__ = init
-    try:
-        yield seen
-    finally:
-        cls.__init__ = original
 
 
 @probe(external_data=VALUE)
@@ -71,7 +54,7 @@ def runtime(ns, io):
     path, inputs = _model_file(io, "good"), io.inputs
     make_session, given, providers, threads = need(ns, "make_session"), [], [], []
     for wanted in inputs["threads"]:  # two thread counts: the session must follow the argument
-        with _recording(onnxruntime.InferenceSession, []) as sessions:
+        with constructor_recorder(onnxruntime.InferenceSession) as sessions:
             session = make_session(path, int(wanted))
         if not isinstance(session, onnxruntime.InferenceSession):
             raise TypeError(f"make_session must return an onnxruntime.InferenceSession, it returned {type(session).__name__}")
@@ -82,7 +65,7 @@ def runtime(ns, io):
         threads.append(int(session.get_session_options().intra_op_num_threads))
     io.save(providers_given=given[0], providers=providers[0], intra_op_threads=threads)
     reference_predict = need(ns, "reference_predict")
-    with _recording(ReferenceEvaluator, []) as evaluators:
+    with constructor_recorder(ReferenceEvaluator) as evaluators:
         try:  # an error here costs the reference check only: the session checks above stand
             io.save(reference_predictions=np.asarray(reference_predict(path, inputs["X"]), dtype=np.float64),
                     reference_error=None)
