@@ -20,12 +20,15 @@ import json
 import keyword
 import re
 import sys
-import tomllib
+from polyglot_lab.compat import tomllib
 from pathlib import Path
 
 import nbformat
 
-from graders.generate import BEGIN, END, KERNEL_BEGIN, KERNEL_END, dumps, kernel_side_text, module_path
+from graders.generate import (
+    BEGIN, END, KERNEL_BEGIN, KERNEL_END, NOTEBOOK_BEGIN, NOTEBOOK_END, dumps, kernel_side_text, module_path,
+    notebook_side_text,
+)
 from polyglot_lab.catalogue import REPO, CatalogueError, ModuleSpec, load_module
 
 MODULE_ID = re.compile(r"^(\d\d)_[a-z0-9_]+$")
@@ -64,6 +67,7 @@ class ModuleFiles:
         self.checks_module, self.probes_module = table["checks"], table["probes"]
         self.checks = module_path(self.root, self.checks_module)
         self.probes = module_path(self.root, self.probes_module)
+        self.notebook_checks = module_path(self.root, "polyglot_lab.checks." + self.checks_module.rsplit(".", 1)[-1])
         self.short = f"m{match.group(1)}"  # the alias the mistake tests give the checks module
         self.tests = self.root / "tests" / f"test_mistakes_{self.short}.py"
         self.master = self.root / "solutions" / f"{module_id}.ipynb"
@@ -220,11 +224,14 @@ def {exercise_id}(ns, io):
 
 
 def checks_stub(exercise_id: str) -> str:
-    """The exercise's section: its probe (a kernel block, copied into the probes file), inputs and first check."""
+    """The exercise's section: its probe (a kernel block, copied into the probes file), inputs and first check (a
+    notebook block: learners run it in the notebook; code that needs grader-held data goes outside the block, and the
+    catalogue says `runs = "submission"`)."""
     rule = "-" * max(4, 112 - len(exercise_id))
     return f'''# -- {exercise_id} {rule}
 {probe_stub(exercise_id)}
 
+{NOTEBOOK_BEGIN}
 @registry.inputs("{exercise_id}")
 def {exercise_id}_inputs(ctx: CheckContext) -> dict:
     """TODO: the inputs the probe hands the learner's code, drawn fresh each grading run."""
@@ -239,6 +246,7 @@ def {exercise_id}_{FIRST_CHECK}(ctx: CheckContext):
                       expected=f"TODO: what the grader computed from {{describe_array(given['x'])}}",
                       found=describe_array(out["result"]),
                       hint="TODO: how to fix it, without giving the answer away.")
+{NOTEBOOK_END}
 '''
 
 
@@ -257,20 +265,39 @@ def test_stub(exercise_id: str, checks_alias: str) -> str:
 '''
 
 
+def _ensure_block_imports(source: str, begin: str, end: str, module: str, names: tuple[str, ...],
+                          numpy: bool = False) -> str:
+    """`source` (a checks file) whose first `begin` block imports `names` from `module` (and numpy). A file without
+    such a block gets one after its kernel blocks' first, or after its `from __future__` import."""
+    pattern = re.compile(rf"^({re.escape(begin)}[^\n]*\n)(.*?)^{re.escape(end)}[ \t]*$", re.DOTALL | re.MULTILINE)
+    match = pattern.search(source)
+    if match is None:
+        kernel = _FIRST_KERNEL_BLOCK.search(source)
+        future = "from __future__ import annotations\n"
+        if kernel is not None and begin != KERNEL_BEGIN:
+            at = kernel.end() + 1
+        else:
+            at = source.index(future) + len(future) if future in source else 0
+        source = source[:at] + f"\n{begin}  the imports of these blocks\n{end}\n" + source[at:]
+        match = pattern.search(source)
+        assert match is not None
+    block = ensure_module_import(match.group(2), "numpy") if numpy else match.group(2)
+    for name in names:
+        block = ensure_import(block, module, name)
+    return source[:match.start(2)] + block.strip("\n") + "\n" + source[match.end(2):]
+
+
 def ensure_kernel_imports(source: str) -> str:
     """`source` (a checks file) whose first kernel block imports what a probe stub uses: numpy and the probe
-    vocabulary. A file without kernel blocks gets one after its `from __future__` import."""
-    match = _FIRST_KERNEL_BLOCK.search(source)
-    if match is None:
-        future = "from __future__ import annotations\n"
-        at = source.index(future) + len(future) if future in source else 0
-        source = source[:at] + f"\n{KERNEL_BEGIN}  the kernel's imports\n{KERNEL_END}\n" + source[at:]
-        match = _FIRST_KERNEL_BLOCK.search(source)
-        assert match is not None
-    block = ensure_module_import(match.group(2), "numpy")
-    for name in ("ARRAY", "need", "probe"):
-        block = ensure_import(block, "polyglot_lab.probe", name)
-    return source[:match.start(2)] + block.strip("\n") + "\n" + source[match.end(2):]
+    vocabulary."""
+    return _ensure_block_imports(source, KERNEL_BEGIN, KERNEL_END, "polyglot_lab.probe", ("ARRAY", "need", "probe"),
+                                 numpy=True)
+
+
+def ensure_notebook_imports(source: str) -> str:
+    """`source` (a checks file) whose first notebook block imports what a check stub uses from the check core."""
+    return _ensure_block_imports(source, NOTEBOOK_BEGIN, NOTEBOOK_END, "polyglot_lab.checking",
+                                 ("CheckContext", "CheckFailed", "describe_array"))
 
 
 _FIRST_KERNEL_BLOCK = re.compile(r"^(# <kernel>[^\n]*\n)(.*?)^# </kernel>[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -279,9 +306,10 @@ _FIRST_KERNEL_BLOCK = re.compile(r"^(# <kernel>[^\n]*\n)(.*?)^# </kernel>[ \t]*$
 def checks_header(files: ModuleFiles) -> str:
     return (f'"""Checks for module {files.module_id}."""\nfrom __future__ import annotations\n\n'
             f"{KERNEL_BEGIN}  the kernel's imports\nimport numpy as np\n\n"
-            f"from polyglot_lab.probe import ARRAY, need, probe\n{KERNEL_END}\n"
-            f"from graders.checks import CheckContext, CheckFailed, Registry, describe_array\n\n"
-            f'registry = Registry("{files.module_id}")\n')
+            f"from polyglot_lab.probe import ARRAY, need, probe\n{KERNEL_END}\n\n"
+            f"{NOTEBOOK_BEGIN}  the check core, and the registry (the in-notebook checks get both)\n"
+            f"from polyglot_lab.checking import CheckContext, CheckFailed, Registry, describe_array\n\n"
+            f'registry = Registry("{files.module_id}")\n{NOTEBOOK_END}\n')
 
 
 CTX_FIXTURE = '@pytest.fixture\ndef ctx(tmp_path):\n    return CheckContext(tmp_path, seed=7, device="cpu")\n'
@@ -384,9 +412,7 @@ def new_exercise(root: Path, module_id: str, exercise_id: str, title: str | None
         raise AuthoringError(f"exercise {exercise_id!r} exists already in module {module_id}: "
                              f"{', '.join(files.rel(p) for p in holders)}")
 
-    checks_text = ensure_kernel_imports(checks_text)
-    for name in ("CheckContext", "CheckFailed", "describe_array"):
-        checks_text = ensure_import(checks_text, "graders.checks", name)
+    checks_text = ensure_notebook_imports(ensure_kernel_imports(checks_text))
     checks_package, checks_name = files.checks_module.rsplit(".", 1)
     checks_alias = imported_as(tests_text, checks_package, checks_name)
     if checks_alias is None:
@@ -404,7 +430,9 @@ def new_exercise(root: Path, module_id: str, exercise_id: str, title: str | None
     writes = {
         files.catalogue: toml_text.rstrip("\n") + "\n" + catalogue_stub(exercise_id, title),
         files.checks: checks_text,
-        files.probes: kernel_side_text(module_id, files.rel(files.checks), checks_text),  # what `make notebooks` writes
+        # what `make notebooks` writes: the learner side of the checks file
+        files.probes: kernel_side_text(module_id, files.rel(files.checks), checks_text),
+        files.notebook_checks: notebook_side_text(module_id, files.rel(files.checks), checks_text, files.probes_module),
         files.tests: append_section(tests_text, test_stub(exercise_id, checks_alias)),
         files.master: dumps(nb),
     }
@@ -505,6 +533,7 @@ def _lint_checks(root: Path, spec: ModuleSpec) -> list[str]:
         if (exercise_id, check_id) not in declared:
             problems.append(f"{checks_file}: check {exercise_id}.{check_id} is registered but {catalogue} has no "
                             "such check")
+    problems += _lint_notebook_checks(root, spec, registry)
     tests = root / "tests" / f"test_mistakes_m{spec.id[:2]}.py"
     text = tests.read_text(encoding="utf-8") if tests.is_file() else ""
     for (exercise_id, check_id), fn in registry.checks.items():
@@ -513,6 +542,51 @@ def _lint_checks(root: Path, spec: ModuleSpec) -> list[str]:
             continue
         problems.append(f"{checks_file}: check {exercise_id}.{check_id} ({name}) has no mistake test: neither "
                         f"{name} nor {check_id!r} is named in {_rel(root, tests)}")
+    return problems
+
+
+def _lint_notebook_checks(root: Path, spec: ModuleSpec, registry) -> list[str]:
+    """The checks in the notebook blocks (what ships to learners) are exactly the catalogue's `runs = "notebook"`
+    checks, with the inputs their probes need, and nothing of them imports the grader."""
+    from polyglot_lab.checking import Registry
+
+    catalogue, checks_file = _rel(root, spec.path), _rel(root, module_path(root, spec.checks_module))
+    source = module_path(root, spec.checks_module).read_text(encoding="utf-8")
+    try:
+        probes = _load(root, spec.probes_module)
+        text = notebook_side_text(spec.id, checks_file, source, probes.__name__)
+    except Exception as exc:  # noqa: BLE001 - the problem to report
+        return [f"{checks_file}: its notebook blocks cannot be written out: {type(exc).__name__}: {exc}"]
+    graders_imports = sorted({node.module or "" for node in ast.walk(ast.parse(text))
+                              if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "graders"}
+                             | {a.name for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Import)
+                                for a in node.names if a.name.split(".")[0] == "graders"})
+    if graders_imports:
+        return [f"{checks_file}: its notebook blocks import {', '.join(graders_imports)}: what ships to learners "
+                "never imports the grader (move that code out of the blocks; its checks run at submission)"]
+    namespace: dict = {"__name__": f"_polyglot_lint_notebook_{spec.id}"}
+    try:
+        exec(compile(text, f"<notebook blocks of {checks_file}>", "exec"), namespace)  # the course's own code
+    except Exception as exc:  # noqa: BLE001 - the problem to report
+        return [f"{checks_file}: its notebook blocks do not run on their own: {type(exc).__name__}: {exc}"]
+    public = namespace.get("registry")
+    if not isinstance(public, Registry):
+        return [f"{checks_file}: its notebook blocks define no `registry = Registry({spec.id!r})`"]
+    problems = []
+    for exercise in spec.exercises:
+        for check in exercise.checks:
+            key = (exercise.id, check.id)
+            if check.in_notebook and key in registry.checks and key not in public.checks:
+                problems.append(f"{catalogue}: check {exercise.id}.{check.id} runs in the notebook, but {checks_file} "
+                                f"registers it outside its {NOTEBOOK_BEGIN} blocks (or say runs = \"submission\")")
+            if not check.in_notebook and key in public.checks:
+                problems.append(f"{checks_file}: check {exercise.id}.{check.id} is in a {NOTEBOOK_BEGIN} block, so it "
+                                f"ships to learners, but {catalogue} says it runs only at submission"
+                                + (" (it is hidden)" if check.hidden else ""))
+        needs_inputs = any(c.in_notebook for c in exercise.checks) and exercise.id in registry.input_makers
+        if needs_inputs and exercise.id not in public.input_makers:
+            problems.append(f"{checks_file}: the inputs of {exercise.id} are made outside the {NOTEBOOK_BEGIN} blocks, "
+                            "but its in-notebook checks need them")
     return problems
 
 

@@ -12,163 +12,55 @@ killed (every process of its user) and the next call starts a new one.
 """
 from __future__ import annotations
 
-import collections
-import json
 import os
-import select
-import shutil
 import subprocess
-import sys
-import tempfile
-import threading
-import time
 from pathlib import Path
-from typing import NoReturn
-
-import numpy as np
 
 from graders.limits import Limits, Watchdog, kill_user
 from graders.sandbox import PRIVATE_TMP, Sandbox, availability, clean_env, user_of
+from polyglot_lab.checker.client import (  # noqa: F401 - the protocol's names, where the grader's code looks for them
+    ANSWER_BYTES, ARRAY_BYTES, CALL_TIMEOUT_S, MESSAGE_CHARS, CheckerClient, CheckerError, checker_env,
+)
+from polyglot_lab.checker.client import read_array as _read_array  # noqa: F401
 
-CALL_TIMEOUT_S = 300
-ANSWER_BYTES = 4 * 2**20        # one answer line: values only, arrays travel as files
-ARRAY_BYTES = 512 * 2**20       # one array file
-MESSAGE_CHARS = 400
 CHECKER_LIMITS = Limits(memory_mb=6000, processes=32, disk_mb=2000)
 
 
-class CheckerError(Exception):
-    """The checker could not do what was asked: `kind` is the exception's type there (or "timeout", "crashed",
-    "unsafe"), `message` its first line, bounded."""
+class Checker(CheckerClient):
+    """The checker in the kernel's sandbox (its own user, no network, no grader files, an allow-listed
+    environment), watched for memory, processes and disk."""
 
-    def __init__(self, kind: str, message: str):
-        super().__init__(f"{kind}: {message}" if message else kind)
-        self.kind, self.message = kind, message[:MESSAGE_CHARS]
-
-    @property
-    def unsafe(self) -> bool:
-        return self.kind == "unsafe"
-
-
-class Checker:
     def __init__(self, readable: list[Path], device: str = "cpu", hide: tuple[Path, ...] = (),
                  limits: Limits = CHECKER_LIMITS):
+        super().__init__(device)
         self.readable = tuple(Path(p).resolve() for p in readable)
-        self.device, self.hide, self.limits = device, tuple(hide), limits
-        self.process: subprocess.Popen | None = None
+        self.hide, self.limits = tuple(hide), limits
         self.watchdog: Watchdog | None = None
-        self.scratch: Path | None = None
         self.sandboxed = False
-        self.starts = 0
-        self._calls = 0
-        self._stderr: collections.deque = collections.deque(maxlen=64)
 
-    # -- life --------------------------------------------------------------------------------------
-    def _start(self) -> None:
-        self.scratch = Path(tempfile.mkdtemp(prefix="polyglot-checker-"))
-        os.chmod(self.scratch, 0o755)
-        argv = [sys.executable, "-I", "-m", "polyglot_lab.checker"]
+    def _launch(self, argv: list[str], scratch: Path) -> subprocess.Popen:
         self.sandboxed = availability() is None
         if self.sandboxed:
-            argv = Sandbox(self.scratch, self.scratch, self.hide, self.readable).wrap(argv)
-        env = clean_env(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3", POLYGLOT_GRADING="1")
-        if self.device == "cpu":
-            env["CUDA_VISIBLE_DEVICES"] = ""
-        self.process = subprocess.Popen(argv, cwd=self.scratch, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, start_new_session=True)
-        self.starts += 1
-        threading.Thread(target=self._drain_stderr, args=(self.process.stderr,), daemon=True).start()
-        self.watchdog = Watchdog(self.process.pid, self.limits, folders=(self.scratch,),
+            argv = Sandbox(scratch, scratch, self.hide, self.readable).wrap(argv)
+        process = subprocess.Popen(argv, cwd=scratch, env=checker_env(self.device, clean_env()),
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        self.watchdog = Watchdog(process.pid, self.limits, folders=(scratch,),
                                  private=PRIVATE_TMP if self.sandboxed else ())
         self.watchdog.start()
+        return process
 
-    def _drain_stderr(self, stream) -> None:
-        """Keep the last lines the checker printed (for a crash's message), never more."""
-        for line in iter(stream.readline, b""):
-            self._stderr.append(line[:1000].decode(errors="replace").rstrip())
+    def _stop(self) -> None:
+        """Stop the checker and every process of its user."""
+        assert self.process is not None
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.watchdog.kill_all()
+        if self.sandboxed:
+            kill_user(user_of(self.process.pid))
 
-    def close(self) -> None:
-        """Stop the checker and every process of its user; remove its scratch folder."""
-        if self.process is not None:
-            if self.watchdog is not None:
-                self.watchdog.stop()
-                self.watchdog.kill_all()
-            if self.sandboxed:
-                kill_user(user_of(self.process.pid))
-            for stream in (self.process.stdin, self.process.stdout):
-                if stream is None:
-                    continue
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            self.process = None
-        if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            self.scratch = None
-
-    def __enter__(self) -> "Checker":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _ensure_running(self) -> None:
-        """A checker for the next call: the running one, or a new one after a crash, a timeout or a close."""
-        if self.process is None or self.process.poll() is not None:
-            self.close()
-            self._start()
-
-    def folder(self, name: str) -> Path:
-        """A new folder in the checker's scratch for files the grader hands over (its own exports, its models):
-        readable there, and gone with the checker."""
-        self._ensure_running()
-        assert self.scratch is not None  # _ensure_running made it
-        self._calls += 1
-        path = self.scratch / f"{name}-{self._calls}"
-        path.mkdir()
-        return path
-
-    # -- calls -------------------------------------------------------------------------------------
-    def call(self, op: str, timeout_s: float = CALL_TIMEOUT_S, **args) -> dict:
-        """Run `op` with `args` (JSON values, NumPy arrays, paths) in the checker: its values and arrays, by name."""
-        self._ensure_running()
-        assert self.scratch is not None and self.process is not None and self.process.stdin is not None
-        self._calls += 1
-        inputs, out = self.scratch / f"in-{self._calls}", self.scratch / f"out-{self._calls}"
-        inputs.mkdir()
-        arrays, values = {}, {}
-        for name, value in args.items():
-            self._open_to_checker(value)
-            if isinstance(value, np.ndarray):
-                np.save(inputs / f"{name}.npy", value, allow_pickle=False)
-                arrays[name] = str(inputs / f"{name}.npy")
-            else:
-                values[name] = str(value) if isinstance(value, Path) else value
-        for path in [inputs, *inputs.iterdir()]:
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        request = {"op": op, "args": values, "arrays": arrays, "out": str(out)}
-        try:
-            self.process.stdin.write(json.dumps(request).encode() + b"\n")
-            self.process.stdin.flush()
-            answer = self._answer(timeout_s)
-            if not answer.get("ok"):
-                kind = "unsafe" if answer.get("unsafe") else str(answer.get("type", "Error"))[:80]
-                raise CheckerError(kind, str(answer.get("message", ""))[:MESSAGE_CHARS])
-            found = dict(answer.get("values") or {})
-            names = answer.get("arrays") or []
-            for index, name in enumerate(names):
-                found[str(name)] = _read_array(out / f"{index}.npy")
-            return found
-        except OSError as exc:
-            self._crashed(f"it stopped answering ({type(exc).__name__})")
-        finally:
-            shutil.rmtree(inputs, ignore_errors=True)
-            shutil.rmtree(out, ignore_errors=True)
+    def _stopped_why(self) -> str | None:
+        return self.watchdog.reason if self.watchdog is not None and self.watchdog.reason else None
 
     def _open_to_checker(self, value) -> None:
         """Let the checker's user read a path it is given: its folders from the readable root down, and its files
@@ -189,52 +81,3 @@ class Checker:
         for found in [path, *(path.rglob("*") if path.is_dir() else [])]:
             if not found.is_symlink():
                 os.chmod(found, os.stat(found).st_mode | (0o555 if found.is_dir() else 0o444))
-
-    def _answer(self, timeout_s: float) -> dict:
-        """One line from the checker, within timeout_s and ANSWER_BYTES; else the checker is stopped."""
-        assert self.process is not None and self.process.stdout is not None  # called while it runs
-        fd = self.process.stdout.fileno()
-        deadline, data = time.monotonic() + timeout_s, b""
-        while b"\n" not in data:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._crashed(f"it ran past the limit of {timeout_s:.0f} s", kind="timeout")
-            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
-            if not ready:
-                if self.watchdog is not None and self.watchdog.reason:
-                    self._crashed(f"it was stopped: {self.watchdog.reason}")
-                continue
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                reason = self.watchdog.reason if self.watchdog is not None and self.watchdog.reason else None
-                self._crashed(f"it was stopped: {reason}" if reason else "it crashed")
-            data += chunk
-            if len(data) > ANSWER_BYTES:
-                self._crashed("its answer was too long")
-        try:
-            answer = json.loads(data.split(b"\n", 1)[0])
-        except ValueError:
-            self._crashed("its answer was not JSON")
-        if not isinstance(answer, dict):
-            self._crashed("its answer was not a JSON object")
-        return answer
-
-    def _crashed(self, why: str, kind: str = "crashed") -> NoReturn:
-        last = next((line for line in reversed(self._stderr) if line.strip()), "")
-        self.close()
-        raise CheckerError(kind, f"the process that ran it {why}" + (f" ({last[:200]})" if last and kind != "timeout" else ""))
-
-
-def _read_array(path: Path) -> np.ndarray:
-    """An array the checker wrote: a regular file (no link followed), bounded in size, no pickle."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise CheckerError("crashed", f"an answer's array is missing or a link ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size > ARRAY_BYTES:
-            raise CheckerError("crashed", f"an answer's array is over {ARRAY_BYTES // 2**20} MB")
-        try:
-            return np.load(handle, allow_pickle=False)
-        except ValueError as exc:
-            raise CheckerError("crashed", f"an answer's array is not a plain .npy file: {str(exc)[:100]}") from None

@@ -37,7 +37,7 @@ def cmd_grade(args) -> int:
     )
     from rich.table import Table
 
-    from graders.devices import DeviceError, resolve_device
+    from polyglot_lab.devices import DeviceError, resolve_device
     from graders.grade import discover_learners, grade_class
     from graders.sandbox import protection
     from graders.reports import write_class_reports, write_learner_reports

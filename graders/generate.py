@@ -1,5 +1,6 @@
 """Generate learner editions (notebooks/) and example submissions (examples/submissions/) from the masters, and each
-module's probes (polyglot_lab/probes/) from the kernel blocks of its checks file.
+module's learner side from its checks file: the probes (polyglot_lab/probes/) from its `# <kernel>` blocks and the
+checks a learner can run in the notebook (polyglot_lab/checks/) from its `# <notebook>` blocks.
 
 Learner edition: each ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region becomes
 ``# YOUR CODE HERE`` + ``raise NotImplementedError()`` at the region's indentation; outputs and
@@ -7,10 +8,11 @@ execution counts are cleared; tags and cell ids are kept, so grading finds the s
 """
 from __future__ import annotations
 
+import ast
 import copy
 import re
 import tempfile
-import tomllib
+from polyglot_lab.compat import tomllib
 from pathlib import Path
 
 import nbformat
@@ -114,8 +116,8 @@ def expected_files() -> dict[Path, str]:
             files[EXAMPLES / "submissions" / learner["name"] / f"{module_id}.ipynb"] = dumps(nb)
     from polyglot_lab.catalogue import load_catalogue
     for spec in load_catalogue().values():
-        path, text = kernel_side(spec)
-        files[path] = text
+        for path, text in (kernel_side(spec), notebook_side(spec)):
+            files[path] = text
     return files
 
 
@@ -191,3 +193,67 @@ def kernel_side(spec) -> tuple[Path, str]:
     checks = module_path(REPO, spec.checks_module)
     return module_path(REPO, spec.probes_module), kernel_side_text(spec.id, checks.relative_to(REPO).as_posix(),
                                                              checks.read_text(encoding="utf-8"))
+
+
+# -- the checks a learner runs in the notebook, written from the notebook blocks of the checks file --------------------
+NOTEBOOK_BEGIN, NOTEBOOK_END = "# <notebook>", "# </notebook>"
+_NOTEBOOK_BLOCK = re.compile(r"^# <notebook>[^\n]*\n(.*?)^# </notebook>[ \t]*$", re.DOTALL | re.MULTILINE)
+
+
+def notebook_blocks(source: str, where: str = "") -> list[str]:
+    """The code between `# <notebook>` and `# </notebook>` lines, in order."""
+    blocks = _NOTEBOOK_BLOCK.findall(source)
+    lines = source.split("\n")
+    begins = sum(line.startswith(NOTEBOOK_BEGIN) for line in lines)
+    ends = sum(line.strip() == NOTEBOOK_END for line in lines)
+    if not begins == ends == len(blocks):
+        raise GenerateError(f"{where}: unbalanced or nested {NOTEBOOK_BEGIN} / {NOTEBOOK_END} lines")
+    return [block.strip("\n") for block in blocks]
+
+
+def _bound(tree: ast.Module) -> tuple[dict[str, str], set[str]]:
+    """(the import statement that binds each imported name, the names defined otherwise) at the top level."""
+    imported: dict[str, str] = {}
+    defined: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                name = alias.asname or alias.name.split(".")[0]
+                if isinstance(node, ast.ImportFrom):
+                    asname = f" as {alias.asname}" if alias.asname else ""
+                    imported[name] = f"from {node.module} import {alias.name}{asname}"
+                else:
+                    imported[name] = f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        else:
+            defined.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+    return imported, defined
+
+
+def notebook_side_text(module_id: str, checks_where: str, checks_source: str, probes_module: str) -> str:
+    """The in-notebook checks of a module: its notebook blocks, with what they use of its kernel blocks (the probes
+    file's functions, imported from it; the kernel's imports, repeated)."""
+    code = "\n\n\n".join(notebook_blocks(checks_source, checks_where))
+    kernel = ast.parse("\n\n".join(kernel_blocks(checks_source, checks_where)))
+    kernel_imports, kernel_defined = _bound(kernel)
+    tree = ast.parse(code)
+    own_imports, own_defined = _bound(tree)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - own_defined - set(own_imports)
+    imports = sorted({kernel_imports[name] for name in used if name in kernel_imports})
+    probes = sorted(name for name in used if name in kernel_defined)
+    header = [f'"""The checks of module {module_id} that a learner runs in the notebook (`grader.check(...)`), on the',
+              f"core in polyglot_lab.checking. Written by `make notebooks` from the `{NOTEBOOK_BEGIN}` blocks of",
+              f'{checks_where}: edit those, not this file. The checks that run only at submission are not here."""',
+              "from __future__ import annotations", "", *imports]
+    if probes:
+        header.append(f"from {probes_module} import (  # the probes, in the kernel side of the module")
+        header += [f"    {name}," for name in probes] + [")"]
+    return "\n".join(header) + "\n\n" + code + "\n"
+
+
+def notebook_side(spec) -> tuple[Path, str]:
+    """(the module's in-notebook checks file, its text): what of each exercise's checks ships to learners."""
+    checks = module_path(REPO, spec.checks_module)
+    return module_path(REPO, spec.notebook_checks_module), notebook_side_text(
+        spec.id, checks.relative_to(REPO).as_posix(), checks.read_text(encoding="utf-8"), spec.probes_module)

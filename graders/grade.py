@@ -14,12 +14,11 @@ from pathlib import Path
 import nbformat
 
 from graders.checker import Checker
-from graders.checks import LEARNER_TEXT, CheckContext, CheckFailed, CheckSkipped, load_registry
+from graders.checks import CheckContext, load_registry, run_check
 from graders.execute import ExecutionReport, execute_submission
 from graders.results import (
     FAILED,
     NO_DEVICE,
-    PASSED,
     SKIPPED,
     CheckResult,
     LearnerResult,
@@ -109,7 +108,7 @@ def _prepare_workdir(path: Path, spec: ModuleSpec, registry, ctx: CheckContext) 
 
 def _run_checks(registry, ctx: CheckContext, spec: ModuleSpec, device: str) -> list[CheckResult]:
     """Every check of the module, in catalogue order, on what the run left in the working folder."""
-    return [_run_check(registry, ctx, spec, exercise, check, device)
+    return [run_check(registry, ctx, spec, exercise, check, device)
             for exercise in spec.exercises for check in exercise.checks]
 
 
@@ -135,35 +134,6 @@ def drop_links_out_of(workdir: Path) -> None:
     for path in list(workdir.rglob("*")):
         if path.is_symlink() and root not in Path(os.path.realpath(path)).parents:
             path.unlink()
-
-
-def _run_check(registry, ctx, spec, exercise, check, device) -> CheckResult:
-    result = CheckResult(module=spec.id, exercise=exercise.id, check=check.id, title=check.title, score=0.0,
-                         max_score=check.points, status=FAILED, hidden=check.hidden, device=device)
-    if check.device == "gpu" and device != "cuda":
-        result.status, result.message = SKIPPED, NO_DEVICE
-        return result
-    fn = registry.checks.get((exercise.id, check.id))
-    started = time.monotonic()
-    try:
-        if fn is None:
-            raise CheckFailed(f"the grader has no implementation of {exercise.id}.{check.id}")
-        message = fn(ctx)
-        result.status, result.score, result.message = PASSED, check.points, message or "passed"
-    except CheckSkipped as skip:
-        result.status, result.message = SKIPPED, f"skipped: {skip}"
-    except CheckFailed as failure:
-        result.message, result.expected, result.found = failure.message, failure.expected, failure.found
-        result.hint = failure.hint or (exercise.hints[0] if exercise.hints else None)
-    except Exception as exc:  # noqa: BLE001 - odd learner data must cost this check only
-        result.message = f"The grader could not check this: {type(exc).__name__}: {str(exc)[:LEARNER_TEXT]}"
-        result.hint = exercise.hints[0] if exercise.hints else None
-    for name in ("message", "expected", "found"):  # they may quote learner data: bounded whatever the check did
-        value = getattr(result, name)
-        if isinstance(value, str) and len(value) > 2000:
-            setattr(result, name, value[:2000] + " …")
-    result.duration_s = time.monotonic() - started
-    return result
 
 
 def _nfc_learners(names: Iterable[str]) -> list[str]:
@@ -259,27 +229,3 @@ def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
             for future in as_completed(futures):
                 report(future.result(), futures[future])
     return [LearnerResult(learner, [done[(learner, m.id)] for m in modules]) for learner in learners]
-
-
-def check_in_place(spec: ModuleSpec, exercise_id: str, namespace: dict, workdir: Path, device: str,
-                   include_hidden: bool = False) -> list[CheckResult]:
-    """The in-notebook check: probe the live namespace, then run the exercise's public checks.
-
-    This is feedback for the learner while they work. Official grades never come from here:
-    `make grade` re-executes the notebook in a fresh kernel and checks in its own process.
-    """
-    from polyglot_lab.probe import run as run_probe
-
-    exercise = spec.exercise(exercise_id)
-    registry = load_registry(spec.checks_module)
-    ctx = CheckContext(Path(workdir), secrets.randbits(63), device)
-    if exercise_id in registry.input_makers:
-        io = probe_io(exercise_id, workdir)
-        shutil.rmtree(io.inputs_dir, ignore_errors=True)
-        io.write_inputs(**registry.input_makers[exercise_id](ctx))
-    run_probe(spec.probes_module, exercise_id, namespace, workdir)
-    try:
-        return [_run_check(registry, ctx, spec, exercise, check, device)
-                for check in exercise.checks if include_hidden or not check.hidden]
-    finally:
-        ctx.close()

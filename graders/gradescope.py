@@ -61,7 +61,7 @@ def build_bundle(modules: list[ModuleSpec], out: Path) -> Path:
 
 def run(submission: Path, results: Path, modules: list[ModuleSpec], device: str = "auto") -> dict:
     """Grade one learner's submission folder and write Gradescope's results.json."""
-    from graders.devices import resolve_device
+    from polyglot_lab.devices import resolve_device
     from graders.grade import grade_module
     from graders.reports import atomic_write, gradescope_results
     from graders.results import LearnerResult

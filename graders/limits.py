@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from polyglot_lab.checking import folder_bytes  # the watchdog's measure, shared with the checks
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -110,22 +112,6 @@ class Watchdog(threading.Thread):
                     process.kill()
             except psutil.Error:
                 pass
-
-
-def folder_bytes(folder) -> int:
-    """Bytes of the regular files under folder (links not followed)."""
-    total, stack = 0, [str(folder)]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_blocks * 512
-        except OSError:
-            pass
-    return total
 
 
 def kill_user(uid: int, rounds: int = 5) -> int:

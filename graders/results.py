@@ -5,41 +5,9 @@ is rendered from these objects.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
-NO_DEVICE = "skipped: no device"
-
-
-@dataclass
-class CheckResult:
-    module: str
-    exercise: str
-    check: str
-    title: str
-    score: float
-    max_score: float
-    status: str                  # passed | failed | skipped
-    message: str = ""
-    expected: str | None = None
-    found: str | None = None
-    hint: str | None = None
-    hidden: bool = False
-    device: str = "cpu"
-    duration_s: float = 0.0
-
-    @property
-    def name(self) -> str:
-        return f"{self.module} / {self.exercise} / {self.check}"
-
-    @property
-    def counted_max(self) -> float:
-        """Skipped checks (no device) count neither for nor against the learner."""
-        return 0.0 if self.status == SKIPPED else self.max_score
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
+from polyglot_lab.checking import FAILED, NO_DEVICE, PASSED, SKIPPED, CheckResult  # noqa: F401 - one results model
 
 @dataclass
 class ModuleResult:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from polyglot_lab.catalogue import REPO, ModuleSpec
 from graders.authoring import lint_course
-from graders.devices import resolve_device
+from polyglot_lab.devices import resolve_device
 from graders.grade import grade_module
 from graders.results import PASSED, SKIPPED, ModuleResult, format_points
 

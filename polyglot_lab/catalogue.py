@@ -1,12 +1,14 @@
 """The exercise catalogue: exercises/NN_slug.toml, one file per module, read into plain dataclasses."""
 from __future__ import annotations
 
-import tomllib
+from polyglot_lab.compat import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CATALOGUE_DIR = REPO / "exercises"
+# The course repository's catalogue; a learner release ships its own, stripped of hidden checks, inside the package.
+_RELEASED = Path(__file__).resolve().parent / "exercises"
+CATALOGUE_DIR = _RELEASED if _RELEASED.is_dir() else REPO / "exercises"
 
 
 class CatalogueError(ValueError):
@@ -20,6 +22,13 @@ class CheckSpec:
     points: float
     hidden: bool = False
     device: str = "any"  # "any" runs everywhere; "gpu" needs a CUDA device and is skipped without one
+    # "notebook": grader.check() runs it while the learner works (its code ships, in polyglot_lab/checks/);
+    # "submission": only the grader runs it (it needs reference code or grader-held data, or it is hidden)
+    runs: str = "notebook"
+
+    @property
+    def in_notebook(self) -> bool:
+        return self.runs == "notebook"
 
 
 @dataclass(frozen=True)
@@ -31,10 +40,16 @@ class ExerciseSpec:
     hints: tuple[str, ...]
     checks: tuple[CheckSpec, ...]
     artifacts: tuple[str, ...] = ()
+    hidden_removed: float = 0.0  # a learner release's catalogue: the points of the hidden checks it leaves out
 
     @property
     def points(self) -> float:
+        """The points of the checks listed here (a learner release lists no hidden check: see hidden_points)."""
         return sum(c.points for c in self.checks)
+
+    @property
+    def hidden_points(self) -> float:
+        return self.hidden_removed + sum(c.points for c in self.checks if c.hidden)
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,11 @@ class ModuleSpec:
     total_timeout: float
     exercises: tuple[ExerciseSpec, ...]
     path: Path = field(default=Path(), compare=False)
+
+    @property
+    def notebook_checks_module(self) -> str:
+        """The checks a learner runs in the notebook: polyglot_lab.checks.<the checks module's name>."""
+        return "polyglot_lab.checks." + self.checks_module.rsplit(".", 1)[-1]
 
     @property
     def notebook_name(self) -> str:
@@ -96,12 +116,18 @@ def load_module(path: Path) -> ModuleSpec:
             device = raw_check.get("device", "any")
             if device not in ("any", "gpu"):
                 raise CatalogueError(f"{path}: check {ex_id}.{raw_check.get('id')} has device {device!r}; use 'any' or 'gpu'")
+            hidden = bool(raw_check.get("hidden", False))
+            runs = raw_check.get("runs", "submission" if hidden else "notebook")
+            if runs not in ("notebook", "submission") or (hidden and runs == "notebook"):
+                raise CatalogueError(f"{path}: check {ex_id}.{raw_check.get('id')} has runs = {runs!r}; use "
+                                     "'notebook' or 'submission' (a hidden check runs only at submission)")
             checks.append(CheckSpec(
                 id=_require(raw_check, "id", path, f"a check of {ex_id!r}"),
                 title=raw_check.get("title", raw_check["id"]),
                 points=float(_require(raw_check, "points", path, f"check {ex_id}.{raw_check['id']}")),
-                hidden=bool(raw_check.get("hidden", False)),
+                hidden=hidden,
                 device=device,
+                runs=runs,
             ))
         exercises.append(ExerciseSpec(
             id=ex_id,
@@ -111,6 +137,7 @@ def load_module(path: Path) -> ModuleSpec:
             hints=tuple(raw.get("hints", ())),
             checks=tuple(checks),
             artifacts=tuple(raw.get("artifacts", ())),
+            hidden_removed=float(raw.get("hidden_points", 0)),
         ))
     if not exercises:
         raise CatalogueError(f"{path}: no [[exercise]] entries")

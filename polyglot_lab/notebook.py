@@ -5,13 +5,17 @@
     grader.hint("split")      # the exercise's next hint, one more each call
     grader.score()            # the module's score so far (public checks)
 
-This is feedback while you work. Your grade comes from `make grade`, which runs your notebook
-again in a fresh kernel and decides every verdict in its own process; hidden checks run only there.
+This is feedback while you work, from the checks that ship with the course (polyglot_lab/checks/). Your grade
+comes from the course's grader, which runs your submitted notebook again in a fresh kernel and decides every verdict
+in its own process: the checks that need the grader's own data or reference code, and the hidden ones, run only there
+("checked when you submit"). Nothing here imports the grader.
 """
 from __future__ import annotations
 
 import inspect
 import os
+import secrets
+import shutil
 from pathlib import Path
 
 MARKS = {"passed": "✔", "failed": "✘", "skipped": "–"}
@@ -19,6 +23,31 @@ MARKS = {"passed": "✔", "failed": "✘", "skipped": "–"}
 
 def _fmt(value: float) -> str:
     return f"{value:g}"
+
+
+def check_in_notebook(spec, exercise_id: str, namespace: dict, workdir: Path, device: str) -> list:
+    """Probe the live namespace, then run the exercise's in-notebook checks: a CheckResult for each, in catalogue
+    order. Checks that run only at submission are not run here (the catalogue says which: `runs`)."""
+    import importlib
+
+    from polyglot_lab.checking import CheckContext, load_registry, run_check
+    from polyglot_lab.probe import probe_io
+    from polyglot_lab.probe import run as run_probe
+
+    exercise = spec.exercise(exercise_id)
+    importlib.import_module(spec.probes_module)
+    registry = load_registry(spec.notebook_checks_module)
+    ctx = CheckContext(Path(workdir), secrets.randbits(63), device)
+    if exercise_id in registry.input_makers:
+        io = probe_io(exercise_id, workdir)
+        shutil.rmtree(io.inputs_dir, ignore_errors=True)
+        io.write_inputs(**registry.input_makers[exercise_id](ctx))
+    run_probe(spec.probes_module, exercise_id, namespace, workdir)
+    try:
+        return [run_check(registry, ctx, spec, exercise, check, device)
+                for check in exercise.checks if check.in_notebook]
+    finally:
+        ctx.close()
 
 
 class Notebook:
@@ -39,21 +68,19 @@ class Notebook:
         if self.grading():
             print(f"{exercise_id}: checked by the autograder")
             return
-        from graders.devices import resolve_device
-        from graders.grade import check_in_place
+        from polyglot_lab.devices import resolve_device
 
         if namespace is None:
             caller = inspect.currentframe()
             caller = caller.f_back if caller is not None else None
             assert caller is not None, "check() without a namespace needs the caller's frame (CPython)"
             namespace = caller.f_globals
-        results = check_in_place(self.spec, exercise_id, namespace, self.workdir, resolve_device("auto"))
+        results = check_in_notebook(self.spec, exercise_id, namespace, self.workdir, resolve_device("auto"))
         self.results[exercise_id] = results
-        hidden = [c for c in exercise.checks if c.hidden]
-        print(self._format(exercise, results, hidden))
+        print(self._format(exercise, results))
 
     @staticmethod
-    def _format(exercise, results, hidden) -> str:
+    def _format(exercise, results) -> str:
         score = sum(r.score for r in results)
         max_score = sum(r.counted_max for r in results)
         lines = [f"{exercise.id}: {_fmt(score)}/{_fmt(max_score)} points — {exercise.title}"]
@@ -64,8 +91,11 @@ class Notebook:
             if r.status == "failed":
                 detail += [f"{k}: {v}" for k, v in (("expected", r.expected), ("found", r.found), ("hint", r.hint)) if v]
             lines += [f"      {d}" for d in detail]
-        for check in hidden:
-            lines.append(f"  • hidden check ({_fmt(check.points)} pt), graded when you submit")
+        for check in exercise.checks:
+            if not check.in_notebook and not check.hidden:
+                lines.append(f"  • {check.title} ({_fmt(check.points)} pt): checked when you submit")
+        if exercise.hidden_points:
+            lines.append(f"  • hidden checks ({_fmt(exercise.hidden_points)} pt): checked when you submit")
         return "\n".join(lines)
 
     def hint(self, exercise_id: str) -> None:
@@ -86,7 +116,7 @@ class Notebook:
         lines = [f"{self.spec.id}: {self.spec.title}"]
         total = maximum = 0.0
         for exercise in self.spec.exercises:
-            public = sum(c.points for c in exercise.checks if not c.hidden)
+            public = sum(c.points for c in exercise.checks if c.in_notebook)
             if self.grading() or exercise.id not in self.results:
                 lines.append(f"  {exercise.id:<12} not checked yet ({_fmt(public)} pt)")
                 maximum += public
@@ -95,7 +125,8 @@ class Notebook:
             got, top = sum(r.score for r in results), sum(r.counted_max for r in results)
             total, maximum = total + got, maximum + top
             lines.append(f"  {exercise.id:<12} {_fmt(got)}/{_fmt(top)}")
-        hidden = sum(c.points for e in self.spec.exercises for c in e.checks if c.hidden)
-        hidden_note = f" (+ {_fmt(hidden)} pt of hidden checks at grading)" if hidden else ""
+        later = sum(e.points + e.hidden_removed for e in self.spec.exercises) - sum(
+            c.points for e in self.spec.exercises for c in e.checks if c.in_notebook)
+        hidden_note = f" (+ {_fmt(later)} pt checked when you submit)" if later else ""
         lines.append(f"  {'total':<12} {_fmt(total)}/{_fmt(maximum)}{hidden_note}")
         print("\n".join(lines))

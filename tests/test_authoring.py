@@ -4,7 +4,7 @@ courses and on the real one; the grader's version names its release."""
 import ast
 import re
 import shutil
-import tomllib
+from polyglot_lab.compat import tomllib
 from pathlib import Path
 
 import nbformat
@@ -13,7 +13,7 @@ import pytest
 from conftest import MODULES
 from graders import authoring
 from graders.authoring import AuthoringError, lint_course, new_exercise
-from graders.generate import BEGIN, END, kernel_side_text, learner_edition, remove_markers
+from graders.generate import BEGIN, END, kernel_side_text, learner_edition, notebook_side_text, remove_markers
 from polyglot_lab.catalogue import REPO, load_catalogue, load_module
 
 NEW = "normalise"
@@ -24,7 +24,7 @@ def copy_module(root: Path, module: str) -> authoring.ModuleFiles:
     (root / "exercises").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "exercises" / f"{module}.toml", root / "exercises")
     files = authoring.ModuleFiles(root, module)
-    for path in (files.probes, files.checks, files.tests, files.master):
+    for path in (files.probes, files.notebook_checks, files.checks, files.tests, files.master):
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / path.relative_to(root), path)
     alternatives = REPO / "tests" / f"test_alternatives_m{module[:2]}.py"
@@ -51,7 +51,7 @@ def test_new_exercise_writes_every_piece_and_each_parses(tmp_path, module):
     old_master = nbformat.read(files.master, as_version=4)
 
     written = new_exercise(tmp_path, module, NEW)
-    assert set(written) == {files.catalogue, files.probes, files.checks, files.tests, files.master}
+    assert set(written) == {files.catalogue, files.probes, files.notebook_checks, files.checks, files.tests, files.master}
     assert all(tmp_path in p.parents for p in written)
 
     # the catalogue: appended, valid TOML, loads as a module with the new exercise and its one check
@@ -91,7 +91,15 @@ def test_new_exercise_writes_every_piece_and_each_parses(tmp_path, module):
     assert raised.exc.func.id == "CheckFailed"
     assert {k.arg for k in raised.exc.keywords} == {"expected", "found", "hint"}
     for name in ("CheckContext", "CheckFailed", "describe_array"):
-        assert authoring.imported_as(checks, "graders.checks", name) == name
+        assert authoring.imported_as(checks, "polyglot_lab.checking", name) == name
+
+    # the learner side: the new check runs in the notebook (its code is in a notebook block, written out to the
+    # in-notebook checks file, which imports nothing of the grader)
+    notebook = files.notebook_checks.read_text(encoding="utf-8")
+    assert notebook == notebook_side_text(module, files.rel(files.checks), checks, files.probes_module)
+    assert f"def {NEW}_{authoring.FIRST_CHECK}(ctx" in notebook and f"def {NEW}_inputs(ctx" in notebook
+    assert "graders" not in {n.module.split(".")[0] for n in ast.walk(ast.parse(notebook))
+                             if isinstance(n, ast.ImportFrom) and n.module}
 
     # the mistake test: a real test that names the check, with the helpers it uses imported
     tests = files.tests.read_text(encoding="utf-8")
@@ -210,8 +218,8 @@ def test_the_first_exercise_of_a_new_module_creates_its_files(tmp_path):
         'probes = "polyglot_lab.probes.m07_demo"\n')
     written = new_exercise(tmp_path, "07_demo", "first", title="The first one")
     assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
-        "exercises/07_demo.toml", "graders/checks/m07_demo.py", "polyglot_lab/probes/m07_demo.py",
-        "solutions/07_demo.ipynb", "tests/test_mistakes_m07.py"]
+        "exercises/07_demo.toml", "graders/checks/m07_demo.py", "polyglot_lab/checks/m07_demo.py",
+        "polyglot_lab/probes/m07_demo.py", "solutions/07_demo.ipynb", "tests/test_mistakes_m07.py"]
     spec = load_module(tmp_path / "exercises" / "07_demo.toml")
     assert spec.exercise("first").title == "The first one"
     for path in written:
@@ -219,7 +227,10 @@ def test_the_first_exercise_of_a_new_module_creates_its_files(tmp_path):
             ast.parse(path.read_text())
     checks = (tmp_path / "graders/checks/m07_demo.py").read_text()
     assert 'registry = Registry("07_demo")' in checks
-    assert "ctx.outputs(first)" in checks and "# <kernel>" in checks
+    assert "ctx.outputs(first)" in checks and "# <kernel>" in checks and "# <notebook>" in checks
+    notebook = (tmp_path / "polyglot_lab/checks/m07_demo.py").read_text()
+    assert 'registry = Registry("07_demo")' in notebook and "def first_shape(ctx" in notebook.replace(
+        f"first_{authoring.FIRST_CHECK}", "first_shape")
     assert (tmp_path / "polyglot_lab/probes/m07_demo.py").read_text() == kernel_side_text(
         "07_demo", "graders/checks/m07_demo.py", checks)
     nb = nbformat.read(tmp_path / "solutions/07_demo.ipynb", as_version=4)
@@ -279,6 +290,15 @@ title = "Alpha"
   id = "right"
   title = "alpha is right"
   points = 1
+  [[exercise.check]]
+  id = "later"
+  title = "alpha is right on the grader's own data"
+  points = 1
+  runs = "submission"
+  [[exercise.check]]
+  id = "outside"
+  title = "alpha is right in the notebook"
+  points = 1
 
 [[exercise]]
 id = "beta"
@@ -288,13 +308,25 @@ title = "Beta"
   points = 1
 """
 
-CHECKS = '''from graders.checks import Registry
+CHECKS = '''# <notebook>
+from polyglot_lab.checking import Registry
 
 registry = Registry("01_demo")
 
 
 @registry.check("alpha", "right")
 def alpha_right(ctx):
+    return "ok"
+
+
+@registry.check("alpha", "later")
+def alpha_later(ctx):
+    return "ok"
+# </notebook>
+
+
+@registry.check("alpha", "outside")
+def alpha_outside(ctx):
     return "ok"
 
 
@@ -329,6 +361,8 @@ def _private(ns, io):
 
 MISTAKES = '''def test_alpha(ctx):
     fails_with(m01.alpha_right, ctx, "words")
+    fails_with(m01.alpha_later, ctx, "words")
+    fails_with(m01.alpha_outside, ctx, "words")
 
 
 def test_not_ghost_boo_itself():
@@ -371,6 +405,10 @@ def test_lint_finds_each_kind_of_problem(tmp_path):
         r"^exercises/01_demo.toml: check beta.right has no title: the one-line requirement it enforces",
         r"^exercises/01_demo.toml: check beta.right has no check registered in graders/checks/m01_demo.py",
         r"^graders/checks/m01_demo.py: check ghost.boo is registered but exercises/01_demo.toml has no such check",
+        r"^graders/checks/m01_demo.py: check alpha.later is in a # <notebook> block, so it ships to learners, but "
+        r"exercises/01_demo.toml says it runs only at submission",
+        r"^exercises/01_demo.toml: check alpha.outside runs in the notebook, but graders/checks/m01_demo.py "
+        r"registers it outside its # <notebook> blocks",
         r"^graders/checks/m01_demo.py: check ghost.boo \(ghost_boo\) has no mistake test: neither ghost_boo nor "
         r"'boo' is named in tests/test_mistakes_m01.py",
         r"^tests/test_alternatives_m01.py: 1 valid-alternative test\(s\) for module 01_demo, at least 5 wanted",

@@ -78,7 +78,7 @@ def hostile(tmp_path_factory, monkeypatch):
 def gemm_conformance(ctx):
     """Module 04's Gemm check on ONNX's backend cases alone (the real path: converter_run, then the grader's
     verdict per case), without the grader's own convnet exports, which take seconds and add nothing here."""
-    from graders.checks.converter import conformance_check, converter_run
+    from polyglot_lab.checking.converter import conformance_check, converter_run
 
     run = lambda ctx: converter_run(ctx, ["Gemm"], lambda ctx, folder: [], m04.HINTS[m04.CONVERTER_FILE])  # noqa: E731
     return conformance_check(["Gemm"], run, lambda failed: m04.diagnose("gemm", failed))(ctx)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from graders.checks import CheckFailed
-from graders.checks.compare import close, expect_close, max_diff, tolerance
+from polyglot_lab.checking.compare import close, expect_close, max_diff, tolerance
 
 
 def test_the_bar_is_atol_below_one_and_grows_with_the_outputs():

@@ -41,7 +41,7 @@ def run_autograder(root, notebook=None):
 def test_a_solved_notebook_gets_full_marks(autograder):
     results = run_autograder(autograder, REPO / "solutions" / "00_setup.ipynb")
     spec = load_catalogue()["00_setup"]
-    from graders.devices import cuda_available
+    from polyglot_lab.devices import cuda_available
     counted = sum(c.points for e in spec.exercises for c in e.checks if c.device != "gpu" or cuda_available())
     assert results["score"] == counted
     assert len(results["tests"]) == sum(len(e.checks) for e in spec.exercises)

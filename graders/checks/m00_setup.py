@@ -9,9 +9,12 @@ import numpy as np
 from polyglot_lab.probe import ARRAYS, VALUE, need, probe
 # </kernel>
 
-from graders.checks import CheckContext, CheckFailed, Registry
-from graders.checks.compare import close
+# <notebook>
+from polyglot_lab.checking import CheckContext, CheckFailed, Registry
+# </notebook>
+from polyglot_lab.checking.compare import close
 
+# <notebook>
 registry = Registry("00_setup")
 FRAMEWORKS = ("torch", "tensorflow", "keras", "onnx", "onnxruntime")
 
@@ -33,6 +36,7 @@ def expected_devices() -> dict[str, list[str]]:
         "tensorflow": [d.device_type for d in tf.config.list_physical_devices()],
         "onnxruntime": list(onnxruntime.get_available_providers()),
     }
+# </notebook>
 
 
 # <kernel>  helpers of this module's probes
@@ -58,6 +62,7 @@ def versions(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.check("versions", "all_five_correct")
 def all_five_correct(ctx: CheckContext):
     found = ctx.outputs(versions)["versions"]
@@ -73,6 +78,7 @@ def all_five_correct(ctx: CheckContext):
                           found=", ".join(f"{k}={v}" for k, v in wrong.items()),
                           hint="Read them from the modules themselves, e.g. `tensorflow.__version__`.")
     return "all five versions match the installed frameworks"
+# </notebook>
 
 
 # -- devices ---------------------------------------------------------------------------------
@@ -85,6 +91,7 @@ def devices(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.check("devices", "cpu_view")
 def cpu_view(ctx: CheckContext):
     found = ctx.outputs(devices)["devices"]
@@ -138,10 +145,13 @@ def gpu_view(ctx: CheckContext):
         raise CheckFailed("TensorFlow's GPU is missing from the list.", expected=str(expected["tensorflow"]),
                           found=str(found.get("tensorflow")))
     return f"GPUs listed: torch {expected['torch'][1:]}"
+# </notebook>
 
 
 # -- seeding ---------------------------------------------------------------------------------
+# <notebook>
 GENERATORS = ("python", "numpy", "torch", "tensorflow")
+# </notebook>
 
 
 # <kernel>
@@ -165,10 +175,12 @@ def seeding(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("seeding")
 def seeding_inputs(ctx: CheckContext) -> dict:
     seed, other = (int(s) for s in ctx.rng("seeding").choice(2**31 - 1, size=2, replace=False))
     return {"seed": np.int64(seed), "other_seed": np.int64(other)}
+# </notebook>
 
 
 def reference_draws(seed: int) -> dict[str, np.ndarray]:
@@ -182,6 +194,7 @@ def reference_draws(seed: int) -> dict[str, np.ndarray]:
     return draws()
 
 
+# <notebook>
 @registry.check("seeding", "reproducible")
 def reproducible(ctx: CheckContext):
     out = ctx.outputs(seeding)
@@ -194,6 +207,7 @@ def reproducible(ctx: CheckContext):
                           hint="Seed all four: random.seed, np.random.seed, torch.manual_seed, tf.random.set_seed "
                                "(keras.utils.set_random_seed does the first two and TensorFlow).")
     return "all four generators repeat for one seed"
+# </notebook>
 
 
 @registry.check("seeding", "matches_reference")
@@ -221,6 +235,7 @@ def matches_reference(ctx: CheckContext):
                       hint="Pass `seed` itself to every generator (not seed + 1, not a hash of it).")
 
 
+# <notebook>
 @registry.check("seeding", "deterministic_algorithms")
 def deterministic_algorithms(ctx: CheckContext):
     out = ctx.outputs(seeding)
@@ -230,6 +245,7 @@ def deterministic_algorithms(ctx: CheckContext):
         raise CheckFailed(f"Deterministic algorithms are off in {' and '.join(off)}.",
                           hint="torch.use_deterministic_algorithms(True); tf.config.experimental.enable_op_determinism()")
     return "deterministic algorithms are on in torch and TensorFlow"
+# </notebook>
 
 
 # -- threads ---------------------------------------------------------------------------------
@@ -252,6 +268,7 @@ def threads(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("threads")
 def threads_inputs(ctx: CheckContext) -> dict:
     # 2..256: a hard-coded count passes by chance once in 255 runs; threads start only when an op runs, and the
@@ -283,3 +300,4 @@ def ort_options(ctx: CheckContext):
                           found=f"intra_op_num_threads={found[0]}, inter_op_num_threads={found[1]}",
                           hint="options.intra_op_num_threads = n; options.inter_op_num_threads = 1")
     return f"SessionOptions: {n} intra-op thread(s), 1 inter-op thread"
+# </notebook>

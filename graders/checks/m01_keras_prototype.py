@@ -8,20 +8,20 @@ import numpy as np
 from polyglot_lab.probe import ARRAY, FILE, VALUE, constructor_recorder, need, probe
 # </kernel>
 
-from graders.checks import (
-    CheckContext,
-    CheckFailed,
-    Registry,
-    check_holdout_accuracy,
-    describe_array,
-)
-from graders.checks.compare import expect_close
-from graders.checks.runtimes import keras_outputs, keras_summary
+# <notebook>
+from polyglot_lab.checking import CheckContext, CheckFailed, Registry, describe_array
+# </notebook>
+from graders.checks import check_holdout_accuracy
+# <notebook>
+from polyglot_lab.checking.compare import expect_close
+from polyglot_lab.checking.runtimes import keras_outputs, keras_summary
 from polyglot_lab.data import digits
 
 registry = Registry("01_keras_prototype")
 PARAM_BUDGET = 20_000
+# </notebook>
 ACCURACY_BAR = 0.95
+# <notebook>
 (MODEL_FILE,) = registry.artifacts("save")
 
 
@@ -48,6 +48,7 @@ class KerasFile:
 
 def load_keras_model(ctx: CheckContext, path, what: str) -> KerasFile:
     return KerasFile(ctx, path, what)
+# </notebook>
 
 
 # <kernel>  helpers of this module's probes
@@ -76,6 +77,7 @@ def split(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("split")
 def split_inputs(ctx: CheckContext) -> dict:
     X, y = digits()
@@ -252,9 +254,11 @@ def integer_labels(ctx: CheckContext):
         if labels.min() < 0 or labels.max() > 9:
             raise CheckFailed(f"{name} has labels outside 0..9.", found=f"{labels.min()}..{labels.max()}")
     return "labels are integer class ids"
+# </notebook>
 
 
 # -- model -----------------------------------------------------------------------------------
+# <notebook>
 def built_model(ctx: CheckContext):
     saved = ctx.outputs(model).get("model.keras")  # ctx.outputs says why there is none, when it knows
     if saved is None:
@@ -264,6 +268,7 @@ def built_model(ctx: CheckContext):
 
 def _shape(shape):
     return tuple(shape[0]) if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)) else tuple(shape)
+# </notebook>
 
 
 # <kernel>
@@ -276,6 +281,7 @@ def model(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.check("model", "io_shapes")
 def io_shapes(ctx: CheckContext):
     model = built_model(ctx)
@@ -339,6 +345,7 @@ def softmax_once(ctx: CheckContext):
         raise CheckFailed("The rows sum to 1, but the grader finds no softmax layer or activation in the model.",
                           expected="one softmax", found="none", hint="Dense(10, activation='softmax')")
     return "outputs are probabilities from a single softmax"
+# </notebook>
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -375,6 +382,7 @@ def train(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.check("train", "loss_matches_labels")
 def loss_matches_labels(ctx: CheckContext):
     loss = ctx.outputs(train)["loss"]
@@ -452,6 +460,7 @@ def held_out_validation(ctx: CheckContext):
     if _is_a_val_loss(losses["last fifth of X_train"], val_losses):
         return "validated on the last fifth of X_train (validation_split=0.2)"
     return "validated on rows that are neither the test split nor the training rows"
+# </notebook>
 
 
 # -- plot ------------------------------------------------------------------------------------
@@ -470,6 +479,7 @@ def plot(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("plot")
 def plot_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("plot")
@@ -492,6 +502,7 @@ def four_curves(ctx: CheckContext):
         raise CheckFailed("Loss and accuracy share one panel; give each its own.", expected="2 axes", found=f"{out['n_axes']} axes",
                           hint="fig, (ax_loss, ax_acc) = plt.subplots(1, 2)")
     return "loss and accuracy panels with training and validation curves"
+# </notebook>
 
 
 # -- save ------------------------------------------------------------------------------------
@@ -506,6 +517,7 @@ def save(ns, io):
 # </kernel>
 
 
+# <notebook>
 def saved_model(ctx: CheckContext):
     return ctx.cached("saved_model", lambda: load_keras_model(ctx, ctx.artifact(MODEL_FILE, "save"), MODEL_FILE))
 
@@ -573,6 +585,7 @@ def normalization_statistics(ctx: CheckContext):
                       found=found_desc,
                       hint="keras.Sequential([keras.Input((64,)), keras.layers.Normalization(mean=scaler.mean_, "
                            "variance=scaler.scale_ ** 2), model])")
+# </notebook>
 
 
 @registry.check("save", "holdout_accuracy")
@@ -605,6 +618,7 @@ def backends(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("backends")
 def backends_inputs(ctx: CheckContext) -> dict:
     X, _ = digits()
@@ -642,3 +656,4 @@ def torch_process(ctx: CheckContext):
                           found=f"KERAS_BACKEND {', '.join(backends_set)}",
                           hint="env={**os.environ, 'KERAS_BACKEND': backend}: pass the backend argument on.")
     return f"{len(processes)} process(es) started, with KERAS_BACKEND='torch'"
+# </notebook>

@@ -11,17 +11,14 @@ from polyglot_lab import models
 from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe, torch_call_recorder
 # </kernel>
 
+# <notebook>
 import itertools
 
-from graders.checks import (
-    CheckContext,
-    CheckFailed,
-    Outputs,
-    Registry,
-    check_holdout_accuracy,
-    describe_array,
-)
-from graders.checks.compare import (
+from polyglot_lab.checking import CheckContext, CheckFailed, Outputs, Registry, describe_array
+# </notebook>
+from graders.checks import check_holdout_accuracy
+# <notebook>
+from polyglot_lab.checking.compare import (
     PARITY_ATOL,
     close,
     expect_close,
@@ -29,13 +26,16 @@ from graders.checks.compare import (
     max_diff,
     softmax,
 )
-from graders.checks.runtimes import program_outputs, program_training_ops, saved_tensors
-from graders.data import holdout_digits
+from polyglot_lab.checking.runtimes import program_outputs, program_training_ops, saved_tensors
+# </notebook>
+# <notebook>
 from polyglot_lab.data import digits
 
 registry = Registry("02_pytorch_eager")
 GRAD_ATOL = 1e-8          # float64 inputs
+# </notebook>
 ACCURACY_BAR = 0.95
+# <notebook>
 PROGRAM_FILE, STATE_FILE = registry.artifacts("save")
 NORM_FUNCTIONS = ("layer_norm", "group_norm", "batch_norm", "instance_norm", "rms_norm")
 
@@ -76,6 +76,7 @@ def returns_logits_check(logits, what: str) -> str:
                           expected="raw logits", found="rows that are non-negative and sum to 1",
                           hint="Return the last Linear layer's output; apply softmax only where you need probabilities.")
     return "returns logits (the softmax lives in the loss)"
+# </notebook>
 
 
 # <kernel>  helpers of this module's probes
@@ -136,6 +137,7 @@ def port(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("port")
 def port_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("port")
@@ -217,6 +219,7 @@ def port_parity(ctx: CheckContext):
 @registry.check("port", "returns_logits")
 def port_returns_logits(ctx: CheckContext):
     return returns_logits_check(ctx.outputs(port)["logits"], "The ported model")
+# </notebook>
 
 
 # -- layer_norm --------------------------------------------------------------------------------
@@ -234,6 +237,7 @@ def layer_norm(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("layer_norm")
 def layer_norm_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("layer_norm")
@@ -307,6 +311,7 @@ def layer_norm_from_tensor_ops(ctx: CheckContext):
                           expected="mean, var (or pow), sqrt, arithmetic", found=", ".join(library),
                           hint="The point is to write it yourself; torch's version is what the grader compares against.")
     return "written from tensor operations"
+# </notebook>
 
 
 # -- silu --------------------------------------------------------------------------------------
@@ -325,6 +330,7 @@ def silu(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("silu")
 def silu_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("silu")
@@ -380,6 +386,7 @@ def silu_backward(ctx: CheckContext):
                          "on float64 inputs.")
     raise CheckFailed(message, expected="grad_output * sigmoid(x) * (1 + x * (1 - sigmoid(x)))",
                       found=f"max abs diff {max_diff(found, expected):.3g}", hint=hint)
+# </notebook>
 
 
 # -- block -------------------------------------------------------------------------------------
@@ -395,6 +402,7 @@ def block(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("block")
 def block_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("block")
@@ -431,6 +439,7 @@ def block_matches_library(ctx: CheckContext):
                       found=f"max abs diff {max_diff(found, expected):.3g}" if np.shape(found) == expected.shape
                       else describe_array(found),
                       hint="Pre-norm: normalise first, then fc1, SiLU, fc2, and add the input back.")
+# </notebook>
 
 
 # -- model -------------------------------------------------------------------------------------
@@ -448,6 +457,7 @@ def model(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("model")
 def model_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("model")
@@ -491,6 +501,7 @@ def model_standardises_with_buffers(ctx: CheckContext):
                           hint="self.register_buffer('mean', torch.as_tensor(mean)) (not nn.Parameter, not a plain "
                                "attribute).")
     return "mean and std are buffers"
+# </notebook>
 
 
 # -- loader ------------------------------------------------------------------------------------
@@ -514,6 +525,7 @@ def loader(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("loader")
 def loader_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("loader")
@@ -557,6 +569,7 @@ def loader_shuffles_every_row(ctx: CheckContext):
         raise CheckFailed("The batches are not of batch_size rows.", expected=f"{expected_sizes[:3]}...",
                           found=f"{list(out['batch_sizes'])[:3]}...")
     return "every epoch is a fresh permutation of all rows, in batches of batch_size"
+# </notebook>
 
 
 # -- train_epoch -------------------------------------------------------------------------------
@@ -640,6 +653,7 @@ def train_epoch(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("train_epoch")
 def train_epoch_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("train_epoch")
@@ -887,6 +901,7 @@ def returns_mean_loss(ctx: CheckContext):
         raise CheckFailed(f"train_epoch must return the mean of the batch losses.{cause}", expected=f"{mean:.6f}",
                           found=f"{returned:.6f}", hint="Sum loss.item() over the batches and divide by their number.")
     return f"returns the epoch's mean loss ({returned:.4f})"
+# </notebook>
 
 
 # -- predict -----------------------------------------------------------------------------------
@@ -904,6 +919,7 @@ def predict(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("predict")
 def predict_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("predict")
@@ -938,6 +954,7 @@ def predict_no_grad(ctx: CheckContext):
                           expected="requires_grad=False", found="requires_grad=True",
                           hint="Decorate it with @torch.no_grad() (or use torch.inference_mode()).")
     return "no autograd graph is built"
+# </notebook>
 
 
 # -- fit ---------------------------------------------------------------------------------------
@@ -949,6 +966,7 @@ def fit(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.check("fit", "curves")
 def fit_curves(ctx: CheckContext):
     history = ctx.outputs(fit)["history"]
@@ -976,9 +994,11 @@ def fit_curves(ctx: CheckContext):
                           hint="OneCycleLR(optimizer, max_lr, total_steps=epochs * len(loader)), stepped once per "
                                "batch (a schedule stepped once per epoch hardly moves).")
     return f"{lengths['lr']} epochs, loss {loss[0]:.3f} -> {loss[-1]:.4f}, best val accuracy {max(history['val_accuracy']):.3f}"
+# </notebook>
 
 
 # -- save --------------------------------------------------------------------------------------
+# <notebook>
 PROGRAM_HINT = ("Export with a dynamic batch dimension: dynamic_shapes={'x': {0: Dim('batch')}}, and a model that "
                 "takes raw pixels (0..16), shape (n, 64).")
 
@@ -993,12 +1013,13 @@ def run_program(ctx: CheckContext, X: np.ndarray, device: str = "cpu") -> np.nda
 
 @registry.check("save", "program_loads")
 def program_loads(ctx: CheckContext):
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     for size in (1, 37):
         out = run_program(ctx, X[:size])
         if out.shape != (size, 10):
             raise CheckFailed(f"{PROGRAM_FILE} returns the wrong shape.", expected=f"({size}, 10)", found=str(out.shape))
     return f"{PROGRAM_FILE} loads without your class and takes any batch size"
+# </notebook>
 
 
 @registry.check("save", "holdout_accuracy")
@@ -1008,6 +1029,7 @@ def custom_holdout_accuracy(ctx: CheckContext):
                                        "(mean and std buffers): the grader feeds raw pixels (0..16).")
 
 
+# <notebook>
 def train_mode_ops(ctx: CheckContext) -> list[str] | None:
     """The program's dropout and batch-norm ops that train (as its graph records them, read in the checker), or None
     when the graph could not be read."""
@@ -1019,7 +1041,7 @@ def train_mode_ops(ctx: CheckContext) -> list[str] | None:
 
 @registry.check("save", "eval_mode")
 def program_eval_mode(ctx: CheckContext):
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     rows = X[ctx.rng("save").choice(len(X), size=32, replace=False)]
     batch, again, alone = run_program(ctx, rows), run_program(ctx, rows), run_program(ctx, rows[:1])
     if close(batch, again) and close(batch[:1], alone):
@@ -1068,7 +1090,7 @@ def state_dict_matches(ctx: CheckContext):
 
 def device_parity(ctx: CheckContext, device: str) -> str:
     """The exported program, moved to `device` (move_to_device_pass), against its CPU outputs on the held-out digits."""
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     on_cpu = run_program(ctx, X)
     moved = run_program(ctx, X, device=device)
     # 1e-4: GPU kernels may sum in another order (and use TF32 where it is enabled)
@@ -1080,11 +1102,14 @@ def device_parity(ctx: CheckContext, device: str) -> str:
 @registry.check("save", "gpu_parity")
 def program_gpu_parity(ctx: CheckContext):
     return device_parity(ctx, "cuda")
+# </notebook>
 
 
 # -- hooks -------------------------------------------------------------------------------------
+# <notebook>
 HOOK_WIDTHS = [64, *[24] * 8, 10]  # eight hidden layers, any of which may be the dead one
 DEAD_LAYER_NETS = 3  # per check: a hard-coded answer is right for all three with chance (1/8)^3 < 1%
+# </notebook>
 
 
 # <kernel>
@@ -1107,6 +1132,7 @@ def hooks(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("hooks")
 def hooks_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("hooks")
@@ -1186,6 +1212,7 @@ def _dead_layer_check(tag: str):
 
 
 registry.check("hooks", "dead_layer_found")(_dead_layer_check("public"))
+# </notebook>
 registry.check("hooks", "dead_layer_hidden")(_dead_layer_check("hidden"))
 
 
@@ -1207,6 +1234,7 @@ def branch(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("branch")
 def branch_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("branch")
@@ -1255,3 +1283,4 @@ def branch_exports(ctx: CheckContext):
                           "the example's shapes or branch.", expected="the same answers as Abstain run eagerly",
                           hint="Use no Python loop over rows and no branch on values; torch.where works on the batch.")
     return "exports with a dynamic batch and gives the same answers"
+# </notebook>

@@ -11,19 +11,16 @@ import numpy as np
 from polyglot_lab.probe import ARRAY, VALUE, constructor_recorder, need, probe
 # </kernel>
 
+# <notebook>
 from pathlib import Path
 from types import SimpleNamespace
 
-from graders.checks import (
-    CheckContext,
-    CheckFailed,
-    CheckSkipped,
-    Registry,
-    describe_array,
-)
-from graders.checks.compare import close, expect_close, looks_like_probabilities, softmax
-from graders.checks.runtimes import onnxruntime_info, onnxruntime_latency, onnxruntime_outputs, saved_tensors
+from polyglot_lab.checking import CheckContext, CheckFailed, CheckSkipped, Registry, describe_array
+from polyglot_lab.checking.compare import close, expect_close, looks_like_probabilities, softmax
+from polyglot_lab.checking.runtimes import onnxruntime_info, onnxruntime_latency, onnxruntime_outputs, saved_tensors
+# </notebook>
 from graders.data import holdout_digits
+# <notebook>
 from polyglot_lab import models
 
 registry = Registry("03_onnx_export")
@@ -32,7 +29,9 @@ FLOAT_FILE, STATE_FILE = registry.artifacts("export")
 (INT8_FILE,) = registry.artifacts("quantize")
 INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
 SIZE_RATIO_BAR = 0.75      # dynamic int8 keeps about a third of this model's bytes
+# </notebook>
 ACCURACY_DROP_BAR = 0.03   # int8 may lose this much held-out accuracy, no more
+# <notebook>
 CPU = ["CPUExecutionProvider"]
 ARTIFACT_HINTS = {
     FLOAT_FILE: "export_onnx(model, 'digits.onnx', EXTERNAL_DATA), in the notebook's folder.",
@@ -40,6 +39,7 @@ ARTIFACT_HINTS = {
     GUARD_FILE: "torch.onnx.export(module, (example,), 'guard.onnx', dynamo=True, ...) once the export succeeds.",
     INT8_FILE: "quantize_dynamic('digits.onnx', 'digits_int8.onnx', weight_type=QuantType.QInt8)",
 }
+# </notebook>
 
 
 # <kernel>  helpers of this module's probes
@@ -50,6 +50,7 @@ def _model_file(io, name: str) -> str:
 
 
 # -- loading artifacts -------------------------------------------------------------------------
+# <notebook>
 def load_onnx(ctx: CheckContext, name: str, exercise: str) -> dict:
     """The learner's ONNX file as the checker read it (ops.onnx_graph: external data, the full checker's verdict,
     inputs, outputs, nodes, small constants, bytes), or a CheckFailed that names what is wrong."""
@@ -150,6 +151,7 @@ def reference_logits(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
 
     with torch.no_grad():
         return torch_reference(ctx)(torch.from_numpy(np.ascontiguousarray(X, np.float32))).numpy().astype(np.float64)
+# </notebook>
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -160,6 +162,7 @@ def export(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.check("export", "loads")
 def export_loads(ctx: CheckContext):
     graph = load_onnx(ctx, FLOAT_FILE, "export")
@@ -192,7 +195,7 @@ def export_dynamic_batch(ctx: CheckContext):
                           found=f"dim_value {dims[0]}",
                           hint="torch.onnx.export(..., dynamic_shapes={'x': {0: torch.export.Dim('batch')}})")
     session = onnx_session(ctx, FLOAT_FILE, "export")
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     sizes = (1, int(ctx.rng("export:batch").integers(2, len(X))))
     for size in sizes:
         out = run_session(session, X[:size], FLOAT_FILE)
@@ -229,7 +232,7 @@ def export_eval_mode(ctx: CheckContext):
 @registry.check("export", "parity")
 def export_parity(ctx: CheckContext):
     session = onnx_session(ctx, FLOAT_FILE, "export")
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     rng = ctx.rng("export")
     worst = 0.0
     for size in (1, int(rng.integers(3, 60)), len(X)):  # none of them the batch size exported with, most likely
@@ -261,9 +264,11 @@ def export_external_data_choice(ctx: CheckContext):
                           expected="one self-contained file", found=f"weights in {used[0]}",
                           hint="torch.onnx.export(..., external_data=EXTERNAL_DATA)")
     return f"as declared: {'weights in ' + used[0] if used else 'one self-contained file'}"
+# </notebook>
 
 
 # -- small models of the grader's, for validate, inspect and runtime ----------------------------
+# <notebook>
 OPSETS = range(13, 25)                    # default-domain opsets this ONNX Runtime and ReferenceEvaluator run
 INPUT_NAMES = ("features", "x", "inputs", "rows", "data", "vectors", "samples", "batch_in")
 OUTPUT_NAMES = ("scores", "probabilities", "y", "out", "classes", "softmax_out")
@@ -318,6 +323,7 @@ def grader_model(ctx: CheckContext, broken: bool = False, variant: int = 0):
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = helper.find_min_ir_version_for(opsets)  # the IR that opset needs, which ONNX Runtime reads
     return model
+# </notebook>
 
 
 # <kernel>
@@ -336,6 +342,7 @@ def validate(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("validate")
 def validate_inputs(ctx: CheckContext) -> dict:
     return {"good.onnx": grader_model(ctx).SerializeToString(),
@@ -367,10 +374,13 @@ def validate_shapes_inferred(ctx: CheckContext):
                           found=f"value_info for {len(found)}",
                           hint="return onnx.shape_inference.infer_shapes(onnx.load(path), strict_mode=True)")
     return f"shapes inferred for all {len(expected)} intermediate tensors"
+# </notebook>
 
 
 # -- inspect -----------------------------------------------------------------------------------
+# <notebook>
 INSPECTED = ("first", "second")  # two models of the grader's, different in every field, read in one run
+# </notebook>
 
 
 # <kernel>
@@ -389,6 +399,7 @@ def inspect(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("inspect")
 def inspect_inputs(ctx: CheckContext) -> dict:
     return {"models": list(INSPECTED),
@@ -441,6 +452,7 @@ def inspect_shapes(ctx: CheckContext):
 def inspect_ops(ctx: CheckContext):
     expected = inspect_mismatch(ctx, ("ops",), "collections.Counter(node.op_type for node in model.graph.node)")
     return "op histograms: " + "; ".join(str(e["ops"]) for e in expected)
+# </notebook>
 
 
 # -- runtime -----------------------------------------------------------------------------------
@@ -475,6 +487,7 @@ def runtime(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("runtime")
 def runtime_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("runtime")
@@ -545,18 +558,20 @@ def runtime_cuda_provider(ctx: CheckContext):
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise CheckSkipped("this ONNX Runtime has no CUDAExecutionProvider (install onnxruntime-gpu)")
     on_gpu = onnx_session(ctx, FLOAT_FILE, "export", providers=["CUDAExecutionProvider", *CPU])
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     found, expected = run_session(on_gpu, X, FLOAT_FILE), run_session(onnx_session(ctx, FLOAT_FILE, "export"), X, FLOAT_FILE)
     diff = expect_close(found, expected, f"{FLOAT_FILE} on CUDA", 1e-4,
                         mistake=f"{FLOAT_FILE} gives other outputs on the CUDA execution provider.")
     return f"the CUDA execution provider agrees (max abs diff {diff:.1e})"
+# </notebook>
 
 
 # -- control flow ------------------------------------------------------------------------------
+# <notebook>
 @registry.check("control_flow", "both_branches")
 def control_flow_both_branches(ctx: CheckContext):
     session = onnx_session(ctx, GUARD_FILE, "control_flow")
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     rng = ctx.rng("control_flow")
     cases = (("raw pixels (0..16)", X, 1 / 16, 1.0), ("already scaled pixels (0..1)", X / 16, 1.0, 1 / 16))
     for what, rows, expected_scale, other_scale in cases:
@@ -587,26 +602,31 @@ def control_flow_dynamic_batch(ctx: CheckContext):
         raise CheckFailed(f"guard.onnx's batch size is fixed at {dims[0]}: the model takes no other batch size.",
                           expected="a symbolic first dimension (dim_param, such as 'batch')", found=f"dim_value {dims[0]}",
                           hint="torch.onnx.export(..., dynamic_shapes={'x': {0: torch.export.Dim('batch')}})")
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     size = int(ctx.rng("control_flow:batch").integers(2, len(X)))
     found = run_session(onnx_session(ctx, GUARD_FILE, "control_flow"), X[:size], GUARD_FILE)
     if found.shape[0] != size:
         raise CheckFailed(f"guard.onnx answers a batch of {size} rows with {found.shape[0]}.",
                           expected=f"{size} rows", found=describe_array(found))
     return f"dynamic batch '{dims[0] if dims and dims[0] else '?'}': runs at batch {size}"
+# </notebook>
 
 
 # -- quantize ----------------------------------------------------------------------------------
+# <notebook>
 INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearMatMul",
                "QLinearConv", "QGemm", "QAttention", "DynamicQuantizeLSTM", "DequantizeLinear"}
 FLOAT_MATMULS = {"MatMul", "Gemm", "Conv"}
 LATENCY_FACTOR = 2.0          # a reported latency ratio must be within this factor of the grader's
 LATENCY_NOISE = 1.25          # ratios within this factor of 1 have no clear side on a shared machine
+# </notebook>
 ACCURACY_CHANGE_TOLERANCE = 0.03  # the notebook's X_val and the grader's held-out digits differ by a few rows
 
 
+# <notebook>
 def size_ratio(ctx: CheckContext) -> float:
     return load_onnx(ctx, INT8_FILE, "quantize")["bytes"] / load_onnx(ctx, FLOAT_FILE, "quantize")["bytes"]
+# </notebook>
 
 
 # <kernel>
@@ -625,6 +645,7 @@ def quantize(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.check("quantize", "smaller")
 def quantize_smaller(ctx: CheckContext):
     ratio = size_ratio(ctx)
@@ -671,6 +692,7 @@ def quantize_int8_weights(ctx: CheckContext):
                           hint="quantize_dynamic(..., weight_type=QuantType.QInt8)")
     return (f"{INT8_FILE} multiplies by integer weights ({len(integer)} integer ops"
             + (f"; {len(still_float)} float matmuls kept)" if still_float else ")"))
+# </notebook>
 
 
 def holdout_accuracy(session, name: str) -> float:
@@ -697,11 +719,12 @@ def quantize_accuracy_kept(ctx: CheckContext):
     return f"held-out accuracy {int8_accuracy:.3f} (float {float_accuracy:.3f})"
 
 
+# <notebook>
 def measured_latency_ratio(ctx: CheckContext) -> float:
     """int8 / float median latency on the held-out digits, in the checker: three interleaved rounds, their median
     ratio, so that a burst of load on a shared machine skews one round, not the answer."""
     def measure():
-        X = np.ascontiguousarray(holdout_digits()[0], np.float32)
+        X = np.ascontiguousarray(ctx.sample_digits()[0], np.float32)
         int8, float_ = onnx_session(ctx, INT8_FILE, "quantize"), onnx_session(ctx, FLOAT_FILE, "quantize")
         return float(np.median([int8.latency(X, 20) / float_.latency(X, 20) for _ in range(3)]))
     return ctx.cached("latency_ratio", measure)
@@ -733,6 +756,7 @@ def quantize_report_size(ctx: CheckContext):
         raise CheckFailed("The reported size ratio is not the files'." + cause,
                           expected=f"{ratio:.3f} (int8 bytes / float bytes, within 2%)", found=f"{found:.3f}")
     return f"size ratio {found:.3f}, as the files say"
+# </notebook>
 
 
 @registry.check("quantize", "report_accuracy")
@@ -754,6 +778,7 @@ def quantize_report_accuracy(ctx: CheckContext):
     return f"accuracy change {found:+.3f} (the grader measures {change:+.3f})"
 
 
+# <notebook>
 @registry.check("quantize", "report_latency")
 def quantize_report_latency(ctx: CheckContext):
     found = reported(ctx, "latency_ratio")
@@ -777,3 +802,4 @@ def quantize_report_latency(ctx: CheckContext):
                           hint="median_latency(int8_session, X_val) / median_latency(float_session, X_val), after a "
                                "warm-up")
     return f"latency ratio {found:.2f} in the notebook, {measured:.2f} measured by the grader"
+# </notebook>

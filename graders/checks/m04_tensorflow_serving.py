@@ -10,25 +10,21 @@ import numpy as np
 from polyglot_lab.probe import ARRAY, VALUE, need, probe
 # </kernel>
 
+# <notebook>
 import math
 from pathlib import Path
 
-from graders.checks import (
-    CheckContext,
-    CheckFailed,
-    CheckSkipped,
-    Registry,
-)
-from graders.checks.compare import close, expect_close
-from graders.checks.converter import (
+from polyglot_lab.checking import CheckContext, CheckFailed, CheckSkipped, Registry
+from polyglot_lab.checking.compare import close, expect_close
+from polyglot_lab.checking.converter import (
     CONVERTER_FILE,
     check_dynamic_signature,
     check_model_parity,
     ort_run,
     register_conformance_checks,
 )
-from graders.checks.converter import converter_run as run_converter
-from graders.checks.runtimes import (
+from polyglot_lab.checking.converter import converter_run as run_converter
+from polyglot_lab.checking.runtimes import (
     litert_outputs,
     litert_tensors,
     onnxruntime_outputs,
@@ -37,7 +33,9 @@ from graders.checks.runtimes import (
     savedmodel_signature,
     tensorflow_sees_a_gpu,
 )
+# </notebook>
 from graders.data import holdout_digits
+# <notebook>
 from polyglot_lab import models
 
 registry = Registry("04_tensorflow_serving")
@@ -48,7 +46,9 @@ TFLITE_FILE, TFLITE_DYNAMIC_FILE = registry.artifacts("tflite")
 GROUPS = {"gemm": ["Gemm"], "conv": ["Conv"], "pool": ["MaxPool"], "reshape": ["Reshape", "Flatten"]}
 LITERT_ATOL = 1e-4          # LiteRT's kernels (XNNPACK) sum in another order
 QUANTIZED_SIZE_BAR = 0.5    # int8 weights: about 0.4 of the float file here; float16 weights about 0.6
+# </notebook>
 ACCURACY_DROP_BAR = 0.03
+# <notebook>
 RUNTIMES = ("torch", "onnxruntime", "tf_eager", "tf_xla", "litert")
 HINTS = {
     CONVERTER_FILE: "Run the %%writefile cell: it writes onnx_to_tf.py into the notebook's folder.",
@@ -57,9 +57,11 @@ HINTS = {
     TFLITE_FILE: "tf.lite.TFLiteConverter.from_saved_model('digits_savedmodel'), then write converter.convert()",
     CODEC_FILE: "Run the %%writefile cell: it writes serving_codec.py into the notebook's folder.",
 }
+# </notebook>
 HINTS[TFLITE_DYNAMIC_FILE] = HINTS[TFLITE_FILE] + ", with converter.optimizations = [tf.lite.Optimize.DEFAULT]"
 
 
+# <notebook>
 def ort_predict(onnx_path: Path, X: np.ndarray) -> np.ndarray:
     """ONNX Runtime on a model the grader exported itself (in this process)."""
     return ort_run(onnx_path, np.ascontiguousarray(X, np.float32))
@@ -71,9 +73,11 @@ def reference_logits(ctx: CheckContext, X: np.ndarray) -> np.ndarray:
     path = ctx.artifact(ONNX_FILE, "converter", hint=HINTS[ONNX_FILE])
     return onnxruntime_outputs(ctx, path, np.ascontiguousarray(X, np.float32), f"{ONNX_FILE} does not run in ONNX Runtime",
                                HINTS[ONNX_FILE])
+# </notebook>
 
 
 # -- the converter, run in its own process ---------------------------------------------------------
+# <notebook>
 def export_grader_models(ctx: CheckContext, job_dir: Path) -> list[dict]:
     """Convnets of other widths than the notebook's, with weights drawn for this run, exported by the grader;
     with inputs at batch sizes the learner did not use and ONNX Runtime's answers."""
@@ -82,7 +86,7 @@ def export_grader_models(ctx: CheckContext, job_dir: Path) -> list[dict]:
     import torch
 
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # one warning per missing torchvision op, every export
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     rng = ctx.rng("converter_models")
     entries = []
     for i, (channels, hidden) in enumerate(((8, 24), (24, 40))):
@@ -161,6 +165,7 @@ def converter_model_parity(ctx: CheckContext):
 @registry.check("converter", "dynamic_batch")
 def converter_dynamic_batch(ctx: CheckContext):
     return check_dynamic_signature(converter_run(ctx), 1, "[None, 64]", "the batch size")
+# </notebook>
 
 
 # -- XLA -----------------------------------------------------------------------------------------
@@ -178,6 +183,7 @@ def xla(ns, io):
 # </kernel>
 
 
+# <notebook>
 XLA_TIMING_ROWS = 360   # X_val's size: speed ratios depend on the batch
 SPEED_FACTOR = 3.0      # two medians of the same ratio, taken minutes apart, on a machine others may share
 SIDE_MARGIN = 1.5       # a ratio within 1.5x of 1 has no reliable side: XLA and plain are about as fast
@@ -266,9 +272,11 @@ def xla_report(ctx: CheckContext):
                           hint=f"Warm up, then take the median of many calls of each on all of X_val "
                                f"({XLA_TIMING_ROWS} rows); the ratio is measured, never assumed.")
     return f"XLA speed ratio {ratio:.2f} (the grader measures {measured:.2f}), max abs diff {diff:.1e}"
+# </notebook>
 
 
 # -- SavedModel ------------------------------------------------------------------------------------
+# <notebook>
 def serving_signature(ctx: CheckContext) -> dict:
     return savedmodel_signature(ctx, ctx.artifact(SAVEDMODEL_DIR, "saved_model", hint=HINTS[SAVEDMODEL_DIR]),
                                 HINTS[SAVEDMODEL_DIR])
@@ -310,7 +318,7 @@ def fixed_batch(ctx: CheckContext) -> int | None:
 
 @registry.check("saved_model", "parity")
 def saved_model_parity(ctx: CheckContext):
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     batch = fixed_batch(ctx)
     if batch:  # a fixed batch costs dynamic_batch: the outputs are still judged, in batches of that size (8 at most)
         X = X[:min(len(X), 8 * batch)]
@@ -328,14 +336,16 @@ def saved_model_parity(ctx: CheckContext):
 def saved_model_gpu_parity(ctx: CheckContext):
     if not tensorflow_sees_a_gpu(ctx):
         raise CheckSkipped("TensorFlow sees no GPU here")
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     found, expected = savedmodel_logits(ctx, X, "/GPU:0"), savedmodel_logits(ctx, X)
     diff = expect_close(found, expected, "The SavedModel on the GPU", 1e-4,
                         mistake="The SavedModel gives other outputs on the GPU.")
     return f"the same outputs on the GPU (max abs diff {diff:.1e})"
+# </notebook>
 
 
 # -- LiteRT ----------------------------------------------------------------------------------------
+# <notebook>
 def litert_logits(ctx: CheckContext, name: str, X: np.ndarray) -> np.ndarray:
     return litert_outputs(ctx, ctx.artifact(name, "tflite", hint=HINTS[name]), np.ascontiguousarray(X, np.float32),
                           f"LiteRT cannot run {name} on a batch of {len(X)}", HINTS[name])
@@ -343,7 +353,7 @@ def litert_logits(ctx: CheckContext, name: str, X: np.ndarray) -> np.ndarray:
 
 @registry.check("tflite", "float_parity")
 def tflite_float_parity(ctx: CheckContext):
-    X, _ = holdout_digits()
+    X, _ = ctx.sample_digits()
     found, expected = litert_logits(ctx, TFLITE_FILE, X), reference_logits(ctx, X)
     diff = expect_close(found, expected, f"{TFLITE_FILE}'s logits", LITERT_ATOL,
                         mistake=f"{TFLITE_FILE} differs from ONNX Runtime: is it the float conversion?",
@@ -385,6 +395,7 @@ def tflite_int8_weights(ctx: CheckContext):
                           hint="Set only converter.optimizations = [tf.lite.Optimize.DEFAULT]: no "
                                "inference_input_type / inference_output_type.")
     return f"{TFLITE_DYNAMIC_FILE} stores {len(int8)} int8 tensors; its input and output stay float32"
+# </notebook>
 
 
 @registry.check("tflite", "quantized_accuracy")
@@ -403,6 +414,7 @@ def tflite_quantized_accuracy(ctx: CheckContext):
 
 
 # -- serving ---------------------------------------------------------------------------------------
+# <notebook>
 SERVE_FEATURES = 5  # not 64: a codec must read the signature
 
 
@@ -520,6 +532,7 @@ def serve_burst(ctx: CheckContext):
                               "" if not failures else f", e.g. {len(results['burst_inputs'][failures[0]])} rows answered "
                               f"{results['burst'][failures[0]]['status']}: {str(results['burst'][failures[0]]['json'])[:200]}"))
     return f"{len(results['burst'])} concurrent requests answered correctly"
+# </notebook>
 
 
 # -- compare -------------------------------------------------------------------------------------
@@ -532,6 +545,7 @@ def compare(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.check("compare", "latency_table")
 def compare_latency_table(ctx: CheckContext):
     latency = ctx.outputs(compare)["latency"]
@@ -550,3 +564,4 @@ def compare_latency_table(ctx: CheckContext):
                           hint="Divide each runtime's median by ONNX Runtime's median at the same batch size.")
     slowest = max(RUNTIMES, key=lambda r: latency[r]["1"])
     return f"five runtimes at batch 1 and 256; slowest at batch 1: {slowest} ({latency[slowest]['1']:.1f}x ONNX Runtime)"
+# </notebook>

@@ -10,34 +10,36 @@ import numpy as np
 from polyglot_lab.probe import ARRAY, ARRAYS, VALUE, need, probe, torch_call_recorder
 # </kernel>
 
+# <notebook>
 import re
+# </notebook>
 import tempfile
 from pathlib import Path
 
-from graders.checks import (
-    CheckContext,
-    CheckFailed,
-    CheckSkipped,
-    Registry,
-    describe_array,
-)
-from graders.checks.compare import close, expect_close, max_diff
-from graders.checks.converter import (
-    CONVERTER_FILE,
+# <notebook>
+from polyglot_lab.checking import CheckContext, CheckFailed, CheckSkipped, Registry
+from polyglot_lab.checking.compare import expect_close, max_diff
+from polyglot_lab.checking.converter import CONVERTER_FILE
+# </notebook>
+from polyglot_lab.checking import describe_array
+from polyglot_lab.checking.compare import close
+from polyglot_lab.checking.converter import (
     check_dynamic_signature,
     check_model_parity,
     ort_run,
     register_conformance_checks,
 )
-from graders.checks.converter import converter_run as run_converter
-from graders.checks import runtimes
-from graders.checks.runtimes import (
+from polyglot_lab.checking.converter import converter_run as run_converter
+# <notebook>
+from polyglot_lab.checking import runtimes
+from polyglot_lab.checking.runtimes import (
     litert_outputs,
     onnxruntime_outputs,
     savedmodel_outputs,
     savedmodel_signature,
     tensorflow_sees_a_gpu,
 )
+# </notebook>
 from graders.reference_transformer import (
     DIMS,
     attention_variants,
@@ -46,6 +48,7 @@ from graders.reference_transformer import (
     randomize,
     torch_model,
 )
+# <notebook>
 from polyglot_lab.sequences import LENGTHS, first_token_returns
 
 registry = Registry("05_capstone")
@@ -62,7 +65,9 @@ ACCURACY_BAR = 0.9
 REPORT_BYTES = 1_000_000
 ACCURACY_SLACK = 0.03      # the report's accuracy, measured on the learner's sequences, against the grader's
 LAYERS = ("token_embedding", "position_embedding", "attention", "norm1", "ff1", "ff2", "norm2", "classifier")
+# </notebook>
 OTHER_DIMS = {"vocab_size": 15, "max_positions": 24, "d_model": 24, "heads": 3, "ff": 40, "classes": 3}
+# <notebook>
 HINTS = {
     KERAS_FILE: "keras_model.save('capstone.keras')",
     PT2_FILE: "torch.export.save(torch.export.export(net, (tokens,), dynamic_shapes=...), 'capstone.pt2')",
@@ -84,9 +89,11 @@ def grader_sequences(ctx: CheckContext, salt: str, n: int = 600) -> tuple[np.nda
     """Fresh sequences for this grading run, padded to a length (20..28) the notebook never used."""
     rng = ctx.rng(salt)
     return first_token_returns(n, seed=int(rng.integers(2**31)), pad_to=int(rng.integers(LENGTHS[1] + 4, 29)))
+# </notebook>
 
 
 # -- loading the artifacts -----------------------------------------------------------------------
+# <notebook>
 def keras_summary(ctx: CheckContext) -> dict:
     """capstone.keras as the checker loaded it (safe mode): its inputs' shapes, layers and parameter count."""
     return runtimes.keras_summary(ctx, ctx.artifact(KERAS_FILE, "keras", hint=HINTS[KERAS_FILE]),
@@ -158,9 +165,11 @@ def litert_logits(ctx: CheckContext, tokens: np.ndarray) -> np.ndarray:
 RUNNERS = {"keras_tf": keras_logits, "keras_torch": keras_torch_logits, "torch": pt2_logits, "onnxruntime": onnx_logits,
            "tf_savedmodel": savedmodel_logits, "tf_xla": lambda ctx, t: savedmodel_logits(ctx, t, xla=True),
            "litert": litert_logits}
+# </notebook>
 
 
 # -- Keras -----------------------------------------------------------------------------------------
+# <notebook>
 @registry.check("keras", "saved")
 def keras_saved(ctx: CheckContext):
     model = keras_summary(ctx)
@@ -202,12 +211,15 @@ def keras_padding(ctx: CheckContext):
                  "(keys that are PAD are attended to) or in the pooling (PAD positions are averaged in)",
                  hint="attention_mask of shape (batch, 1, length), True for real tokens; a masked mean.")
     return f"padding to {short.shape[1]} or {tokens.shape[1]} gives the same answers"
+# </notebook>
 
 
 # -- attention -------------------------------------------------------------------------------------
+# <notebook>
 # A case without a mask tells the softmax's axis apart: with one, a softmax over a wrong axis is NaN wherever a whole
 # slice is masked, whatever the axis.
 ATTENTION_CASES = {"a": (3, 2, 7, 8, "keys"), "b": (2, 3, 6, 4, "full"), "c": (2, 2, 5, 6, "none")}
+# </notebook>
 
 
 # <kernel>
@@ -225,6 +237,7 @@ def attention(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.inputs("attention")
 def attention_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("attention")
@@ -242,6 +255,7 @@ def attention_inputs(ctx: CheckContext) -> dict:
             mask = np.ones((batch, 1, 1, length), bool)
         inputs[f"mask_{case}"] = mask
     return inputs
+# </notebook>
 
 
 @registry.check("attention", "matches_sdpa")
@@ -265,6 +279,7 @@ def attention_matches_sdpa(ctx: CheckContext):
                       if got[case].shape == variants[case]["right"].shape else describe_array(got[case]))
 
 
+# <notebook>
 @registry.check("attention", "from_tensors")
 def attention_from_tensors(ctx: CheckContext):
     used = [c for c in ctx.outputs(attention)["calls"] if "attention" in c]
@@ -272,6 +287,7 @@ def attention_from_tensors(ctx: CheckContext):
         raise CheckFailed(f"attention calls torch's own attention ({', '.join(used)}): write it from tensors.",
                           hint="q @ k.transpose(-2, -1), masked_fill, softmax, @ v")
     return "written from tensor operations"
+# </notebook>
 
 
 # -- port ------------------------------------------------------------------------------------------
@@ -403,6 +419,7 @@ def port_other_sizes(ctx: CheckContext):
 
 
 # -- export ----------------------------------------------------------------------------------------
+# <notebook>
 def export_tokens(ctx: CheckContext) -> np.ndarray:
     return grader_sequences(ctx, "export", n=int(ctx.rng("export_n").integers(3, 40)))[0]
 
@@ -446,6 +463,7 @@ def export_pt2_parity(ctx: CheckContext):
     diff = expect_close(pt2_logits(ctx, tokens), keras_logits(ctx, tokens),
                         f"{PT2_FILE} against {KERAS_FILE}", hint="Export the model that holds the Keras weights.")
     return f"matches Keras on tokens of shape {tokens.shape} (max abs diff {diff:.1e})"
+# </notebook>
 
 
 # -- the converter ---------------------------------------------------------------------------------
@@ -519,6 +537,7 @@ def converter_dynamic_shapes(ctx: CheckContext):
 
 
 # -- SavedModel, XLA, LiteRT -----------------------------------------------------------------------
+# <notebook>
 @registry.check("saved_model", "signature")
 def saved_model_signature(ctx: CheckContext):
     signature = serving_signature(ctx)
@@ -561,6 +580,7 @@ def saved_model_gpu_parity(ctx: CheckContext):
     diff = expect_close(savedmodel_logits(ctx, tokens, device="/GPU:0"), savedmodel_logits(ctx, tokens),
                         "The SavedModel on the GPU against the CPU", 1e-4)
     return f"the same outputs on the GPU (max abs diff {diff:.1e})"
+# </notebook>
 
 
 # -- serving ---------------------------------------------------------------------------------------
@@ -593,6 +613,7 @@ def serve_predictions(ctx: CheckContext):
 
 
 # -- the parity matrix -----------------------------------------------------------------------------
+# <notebook>
 def grader_matrix(ctx: CheckContext) -> dict:
     """The grader's own matrix: every runtime on the same fresh sequences, from the artifacts."""
     def compute():
@@ -676,6 +697,7 @@ def parity_outputs(ctx: CheckContext) -> tuple[list, dict, dict]:
                           expected=f"runtimes {list(RUNTIMES)}; max_abs and max_rel square, one row per runtime",
                           found=f"runtimes {runtimes}; shapes {shapes}")
     return runtimes, learner_matrix(runtimes, matrix["max_abs"]), learner_matrix(runtimes, matrix["max_rel"])
+# </notebook>
 
 
 # <kernel>
@@ -687,6 +709,7 @@ def parity(ns, io):
 # </kernel>
 
 
+# <notebook>
 @registry.check("parity", "complete")
 def parity_complete(ctx: CheckContext):
     runtimes, max_abs, max_rel = parity_outputs(ctx)
@@ -749,9 +772,11 @@ def parity_relative(ctx: CheckContext):
                           found=f"{size:.3g} for {len(off)} pairs",
                           hint="max_rel[i][j] = max_abs[i][j] / max(max|out_i|, max|out_j|).")
     return f"max_rel is max_abs over the logits' size (about {scale:.3g})"
+# </notebook>
 
 
 # -- the report ------------------------------------------------------------------------------------
+# <notebook>
 SECTIONS = ("task", "accuracy", "runtimes", "parity", "known limits")
 NUMBER = r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
@@ -907,4 +932,5 @@ def report_parity_figures(ctx: CheckContext):
     return compare_with_grader(found, "The report's parity table", ctx,
                                "the notebook compared a runtime with itself, or rounded its figure to 0 (write "
                                "it with an exponent: f'{value:.2e}')")
+# </notebook>
 

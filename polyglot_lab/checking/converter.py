@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from graders.checks import CheckContext, CheckFailed
-from graders.checks.compare import expect_close
+from polyglot_lab.checking import CheckContext, CheckFailed
+from polyglot_lab.checking.compare import expect_close
 
 CONVERTER_FILE = "onnx_to_tf.py"
 # export(ctx, folder) -> [{"file": "m0.onnx", "inputs": ["m0_x0.npy", ...], "expected": [array, ...]}]

@@ -35,7 +35,7 @@ def expect_close(found, expected, what: str, atol: float = PARITY_ATOL, rtol: fl
                  hint: str | None = None, mistake: str | None = None) -> float:
     """Fail unless found agrees with expected; returns the max abs diff. `what` names the values ("The ported
     model's logits"); `mistake` replaces the failure's message where the difference has a known cause."""
-    from graders.checks import CheckFailed, describe_array
+    from polyglot_lab.checking import CheckFailed, describe_array
 
     found_a, expected_a = np.asarray(found, np.float64), np.asarray(expected, np.float64)
     if found_a.shape != expected_a.shape:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graders.checks import CheckContext, CheckFailed
+from polyglot_lab.checking import CheckContext, CheckFailed
 
 
 CPU = ("CPUExecutionProvider",)
