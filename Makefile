@@ -19,15 +19,20 @@ export KERAS_BACKEND := tensorflow
 export TF_FORCE_GPU_ALLOW_GROWTH := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup grade test lint bench verify notebooks check-notebooks lab doctor masters serve gradescope clean
+.PHONY: setup grade test lint bench verify notebooks check-notebooks lab doctor masters serve gradescope release clean
 
 setup: $(STAMP)
 
-# pip finds torch==2.13.0 (CPU build) among this machine's local wheels; see README.
+# torch first, as a CPU build where one is at hand: pyproject.toml states a range, and on Linux PyPI's torch is a CUDA
+# build of a few GB. TORCH=torch==2.13.0 is the CPU wheel among this machine's local wheels (Python 3.11); elsewhere
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu takes PyTorch's own CPU build (README, "Where you work").
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
 $(STAMP): pyproject.toml
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)",)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (Polyglot Lab)" >/dev/null
 	touch $@
@@ -56,6 +61,12 @@ serve: $(STAMP)
 # A Gradescope autograder zip for MODULES (build/gradescope/autograder.zip); see README.
 gradescope: $(STAMP)
 	$(PY) -m graders gradescope --modules "$(MODULES)"
+
+# The learner release (build/release/dist: a wheel and an sdist, no answers in them); RELEASE_URL is where it will be
+# published, for the Colab/Kaggle install cell of its notebooks. See README, "Learner release".
+RELEASE_URL ?=
+release: $(STAMP)
+	$(PY) -m graders release --out build/release --address "$(RELEASE_URL)"
 
 # Class-grading benchmark: COPIES copies of LEARNER's example submission, JOBS=1 vs 2, kill + resume (reports/bench.json)
 COPIES     ?= 20

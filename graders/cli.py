@@ -140,6 +140,23 @@ def cmd_gradescope(args) -> int:
     return 0
 
 
+def cmd_release(args) -> int:
+    from graders.release import ReleaseError, build, carried_forward
+    try:
+        built = build(Path(args.out), args.address)
+    except ReleaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in built:
+        print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
+    for line in carried_forward(built[0]):
+        print(f"note: {line}: release each module after the one before it is due")
+    print("searched both for solutions, hidden checks and the grader's code: none found beyond the notes above. "
+          "Learners install the wheel "
+          "(docs/learners.md is its README).")
+    return 0
+
+
 def cmd_gradescope_run(args) -> int:
     from graders.gradescope import error_results, run
     if args.error:
@@ -208,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     bundle.add_argument("--modules", default="all")
     bundle.add_argument("--out", default="build/gradescope/autograder.zip")
     bundle.set_defaults(fn=cmd_gradescope)
+    release = sub.add_parser("release", help="build the learner release: notebooks and public checks, no answers")
+    release.add_argument("--out", default="build/release")
+    release.add_argument("--address", default="", help="where the release is published (for the Colab install cell)")
+    release.set_defaults(fn=cmd_release)
     inside = sub.add_parser("gradescope-run", help="(inside Gradescope) grade /autograder/submission")
     inside.add_argument("--submission")
     inside.add_argument("--results")

@@ -23,6 +23,8 @@ def expected_versions() -> dict[str, str]:
     import importlib
     return {name: importlib.import_module(name).__version__ for name in FRAMEWORKS}
 
+# </notebook>
+
 
 def expected_devices() -> dict[str, list[str]]:
     """The reference detection (also what `make doctor` prints)."""
@@ -36,7 +38,6 @@ def expected_devices() -> dict[str, list[str]]:
         "tensorflow": [d.device_type for d in tf.config.list_physical_devices()],
         "onnxruntime": list(onnxruntime.get_available_providers()),
     }
-# </notebook>
 
 
 # <kernel>  helpers of this module's probes
@@ -91,7 +92,7 @@ def devices(ns, io):
 # </kernel>
 
 
-# <notebook>
+# The reference detection is the exercise's answer: the device lists are checked at submission.
 @registry.check("devices", "cpu_view")
 def cpu_view(ctx: CheckContext):
     found = ctx.outputs(devices)["devices"]
@@ -122,6 +123,7 @@ def cpu_view(ctx: CheckContext):
     return "the CPU is seen by torch, TensorFlow and ONNX Runtime"
 
 
+# <notebook>
 @registry.check("devices", "pick_device")
 def pick_device(ctx: CheckContext):
     import torch
@@ -131,6 +133,7 @@ def pick_device(ctx: CheckContext):
         raise CheckFailed("pick_device() chose the wrong device.", expected=repr(expected), found=repr(picked),
                           hint="'cuda' if torch.cuda.is_available() else 'cpu'")
     return f"pick_device() chose {picked!r}"
+# </notebook>
 
 
 @registry.check("devices", "gpu_view")
@@ -145,7 +148,6 @@ def gpu_view(ctx: CheckContext):
         raise CheckFailed("TensorFlow's GPU is missing from the list.", expected=str(expected["tensorflow"]),
                           found=str(found.get("tensorflow")))
     return f"GPUs listed: torch {expected['torch'][1:]}"
-# </notebook>
 
 
 # -- seeding ---------------------------------------------------------------------------------

@@ -404,8 +404,10 @@ def inspect(ns, io):
 def inspect_inputs(ctx: CheckContext) -> dict:
     return {"models": list(INSPECTED),
             **{f"{name}.onnx": grader_model(ctx, variant=i).SerializeToString() for i, name in enumerate(INSPECTED)}}
+# </notebook>
 
 
+# The grader's reading of the models is the exercise's answer: these checks run at submission.
 def inspect_reference(model) -> dict:
     from collections import Counter
 
@@ -452,7 +454,6 @@ def inspect_shapes(ctx: CheckContext):
 def inspect_ops(ctx: CheckContext):
     expected = inspect_mismatch(ctx, ("ops",), "collections.Counter(node.op_type for node in model.graph.node)")
     return "op histograms: " + "; ".join(str(e["ops"]) for e in expected)
-# </notebook>
 
 
 # -- runtime -----------------------------------------------------------------------------------

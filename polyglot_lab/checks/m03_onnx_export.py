@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 from polyglot_lab.probes.m03_onnx_export import (  # the probes, in the kernel side of the module
     export,
-    inspect,
     quantize,
     runtime,
     validate,
@@ -340,54 +339,6 @@ INSPECTED = ("first", "second")  # two models of the grader's, different in ever
 def inspect_inputs(ctx: CheckContext) -> dict:
     return {"models": list(INSPECTED),
             **{f"{name}.onnx": grader_model(ctx, variant=i).SerializeToString() for i, name in enumerate(INSPECTED)}}
-
-
-def inspect_reference(model) -> dict:
-    from collections import Counter
-
-    def shape(value):
-        return [d.dim_param if d.HasField("dim_param") else int(d.dim_value) for d in value.type.tensor_type.shape.dim]
-    return {"opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-            "inputs": {v.name: shape(v) for v in model.graph.input},
-            "outputs": {v.name: shape(v) for v in model.graph.output},
-            "ops": dict(Counter(node.op_type for node in model.graph.node))}
-
-
-def inspect_mismatch(ctx: CheckContext, keys: tuple[str, ...], hint: str) -> list[dict]:
-    """The grader's reading of each model; a CheckFailed naming the first of `keys` the learner's report gets
-    wrong, on which model, and whether both models got the same answer (a value typed in, not read)."""
-    found = ctx.outputs(inspect)["reports"]
-    expected = [inspect_reference(grader_model(ctx, variant=i)) for i in range(len(INSPECTED))]
-    for i, name in enumerate(INSPECTED):
-        report = found.get(name, {})
-        for key in keys:
-            if report.get(key) != expected[i][key]:
-                typed = len(found) > 1 and all(r.get(key) == report.get(key) for r in found.values())
-                raise CheckFailed(f"inspect_onnx's '{key}' is wrong for the grader's {name} model"
-                                  + (" (the same answer for two different models: read it from the file, do not "
-                                     "type it in)." if typed else "."),
-                                  expected=str(expected[i][key]), found=str(report.get(key)), hint=hint)
-    return expected
-
-
-@registry.check("inspect", "opset")
-def inspect_opset(ctx: CheckContext):
-    expected = inspect_mismatch(ctx, ("opset",), "the version of the default domain ('' or 'ai.onnx') in "
-                                                 "model.opset_import")
-    return "opsets " + " and ".join(str(e["opset"]) for e in expected)
-
-
-@registry.check("inspect", "shapes")
-def inspect_shapes(ctx: CheckContext):
-    expected = inspect_mismatch(ctx, ("inputs", "outputs"), "{value.name: [d.dim_param or d.dim_value for d in "
-                                                            "value.type.tensor_type.shape.dim]}")
-    return "inputs and outputs: " + "; ".join(f"{e['inputs']} -> {e['outputs']}" for e in expected)
-
-
-@registry.check("inspect", "ops")
-def inspect_ops(ctx: CheckContext):
-    expected = inspect_mismatch(ctx, ("ops",), "collections.Counter(node.op_type for node in model.graph.node)")
-    return "op histograms: " + "; ".join(str(e["ops"]) for e in expected)
 
 
 @registry.inputs("runtime")
