@@ -38,12 +38,12 @@ def run_probe(ctx, registry, probes: str, exercise: str, **namespace):
 def verdicts(ctx, registry, exercise: str, device: str = "cpu") -> dict:
     """Every check of an exercise, run as grading runs it (an unexpected exception costs that check only), on what
     ctx's working folder holds: {check id: CheckResult}."""
-    from graders.grade import _run_check
+    from graders.checks import run_check
     from polyglot_lab.catalogue import CATALOGUE_DIR, load_module
 
     spec = load_module(CATALOGUE_DIR / f"{registry.module_id}.toml")
     exercise_spec = spec.exercise(exercise)
-    return {check.id: _run_check(registry, ctx, spec, exercise_spec, check, device) for check in exercise_spec.checks}
+    return {check.id: run_check(registry, ctx, spec, exercise_spec, check, device) for check in exercise_spec.checks}
 
 
 def costs_only(ctx, registry, exercise: str, failing, *words):
