@@ -62,11 +62,11 @@ serve: $(STAMP)
 gradescope: $(STAMP)
 	$(PY) -m graders gradescope --modules "$(MODULES)"
 
-# The learner release (build/release/dist: a wheel and an sdist, no answers in them); RELEASE_URL is where it will be
-# published, for the Colab/Kaggle install cell of its notebooks. See README, "Learner release".
+# The learner release of MODULES (build/release/dist: a wheel and an sdist, no answers in them); RELEASE_URL is where
+# it will be published, for the Colab/Kaggle install cell of its notebooks. See README, "Learner release".
 RELEASE_URL ?=
 release: $(STAMP)
-	$(PY) -m graders release --out build/release --address "$(RELEASE_URL)"
+	$(PY) -m graders release --out build/release --address "$(RELEASE_URL)" --modules "$(MODULES)"
 
 # Class-grading benchmark: COPIES copies of LEARNER's example submission, JOBS=1 vs 2, kill + resume (reports/bench.json)
 COPIES     ?= 20

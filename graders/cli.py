@@ -143,16 +143,17 @@ def cmd_gradescope(args) -> int:
 def cmd_release(args) -> int:
     from graders.release import ReleaseError, build, carried_forward
     try:
-        built = build(Path(args.out), args.address)
+        built = build(Path(args.out), args.address, [m.id for m in _modules(args.modules)])
     except ReleaseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for path in built:
         print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
-    for line in carried_forward(built[0]):
-        print(f"note: {line}: release each module after the one before it is due")
-    print("searched both for solutions, hidden checks and the grader's code: none found beyond the notes above. "
-          "Learners install the wheel "
+    notes = carried_forward(built[0])
+    for line in notes:
+        print(f"note: {line}")
+    print("searched both for solutions, hidden checks, the grader's code and data: none found"
+          + (" but the earlier answers noted above" if notes else "") + ". Learners install the wheel "
           "(docs/learners.md is its README).")
     return 0
 
@@ -227,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     bundle.set_defaults(fn=cmd_gradescope)
     release = sub.add_parser("release", help="build the learner release: notebooks and public checks, no answers")
     release.add_argument("--out", default="build/release")
+    release.add_argument("--modules", default="all", help="the modules to release (default all): each module ships "
+                         "with the models of earlier modules it starts from")
     release.add_argument("--address", default="", help="where the release is published (for the Colab install cell)")
     release.set_defaults(fn=cmd_release)
     inside = sub.add_parser("gradescope-run", help="(inside Gradescope) grade /autograder/submission")

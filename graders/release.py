@@ -126,29 +126,74 @@ def learner_notebook(path: Path, address: str) -> str:
     return dumps(nb)
 
 
-def stage(source: Path, address: str = "") -> Path:
-    """Write the release's source tree to `source` (emptied first); `address` is where the course is published, for
-    the notebooks' Colab/Kaggle install cell (a git URL, a wheel's address, a package name)."""
+def carried_files(released: list[str]) -> dict[str, str]:
+    """{a file of polyglot_lab/carried/: the module whose answer it holds} for the files a released module starts
+    from (polyglot_lab.models.CARRIED)."""
+    from polyglot_lab.models import CARRIED
+    numbers = {m[:2] for m in released}
+    return {"polyglot_lab/" + where.split(".", 1)[1].replace(".", "/") + ".py": answers
+            for where, answers, needed_by in CARRIED.values() if needed_by in numbers}
+
+
+def _shipped(relative: str, released: list[str]) -> bool:
+    """Whether a file of polyglot_lab/ (a path relative to the repository) ships with the `released` modules."""
+    parts = relative.split("/")
+    if len(parts) == 3 and parts[1] in ("probes", "checks") and parts[2][:1] == "m" and parts[2][1:3].isdigit():
+        return any(parts[2].startswith(f"m{m[:2]}_") for m in released)
+    if len(parts) == 3 and parts[1] == "carried" and parts[2] != "__init__.py":
+        return relative in carried_files(released)
+    return True
+
+
+def _check_imports(package: Path) -> None:
+    """Every `polyglot_lab.…` module a shipped file imports is shipped too."""
+    import ast
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.split(".")[0] != "polyglot_lab":
+                    continue
+                target = package.parent / name.replace(".", "/")
+                if not (target.with_suffix(".py").is_file() or (target / "__init__.py").is_file()):
+                    missing.append(f"{path.relative_to(package.parent)} imports {name}, which this release leaves out")
+    if missing:
+        raise ReleaseError("the release does not hold what its own code imports:\n  " + "\n  ".join(missing))
+
+
+def stage(source: Path, address: str = "", modules: list[str] | None = None) -> Path:
+    """Write the release's source tree to `source` (emptied first): the `modules` given (default all) and what they
+    need. `address` is where the course is published, for the notebooks' Colab/Kaggle install cell (a git URL, a
+    wheel's address, a package name)."""
+    released = modules or [p.stem for p in sorted(CATALOGUE_DIR.glob("*.toml"))]
     shutil.rmtree(source, ignore_errors=True)
     package = source / "polyglot_lab"
-    shutil.copytree(REPO / "polyglot_lab", package, ignore=shutil.ignore_patterns(*SKIPPED))
+    for path in sorted((REPO / "polyglot_lab").rglob("*")):
+        relative = path.relative_to(REPO).as_posix()
+        if path.is_file() and not set(SKIPPED) & set(path.parts) and _shipped(relative, released):
+            (source / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, source / relative)
     (package / "exercises").mkdir()
-    for path in sorted(CATALOGUE_DIR.glob("*.toml")):
-        (package / "exercises" / path.name).write_text(stripped_catalogue(path), encoding="utf-8")
     (package / "notebooks").mkdir()
-    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
-        (package / "notebooks" / path.name).write_text(learner_notebook(path, address), encoding="utf-8")
+    for module_id in released:
+        path = CATALOGUE_DIR / f"{module_id}.toml"
+        (package / "exercises" / path.name).write_text(stripped_catalogue(path), encoding="utf-8")
+        notebook = REPO / "notebooks" / f"{module_id}.ipynb"
+        (package / "notebooks" / notebook.name).write_text(learner_notebook(notebook, address), encoding="utf-8")
+    _check_imports(package)
     version = project()["version"]
     (source / "pyproject.toml").write_text(learner_pyproject(version), encoding="utf-8")
     shutil.copy(LEARNER_README, source / "README.md")
     return source
 
 
-def build(out: Path, address: str = "") -> list[Path]:
-    """Stage the release under out/src, build its wheel and sdist into out/dist, and search both for the answer
-    key; returns the two files. Raises ReleaseError naming every leak found."""
+def build(out: Path, address: str = "", modules: list[str] | None = None) -> list[Path]:
+    """Stage the release of `modules` (default all) under out/src, build its wheel and sdist into out/dist, and
+    search both for the answer key; returns the two files. Raises ReleaseError naming every leak found."""
     out = Path(out)
-    source = stage(out / "src", address)
+    source = stage(out / "src", address, modules)
     dist = out / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     dist.mkdir(parents=True)
@@ -167,13 +212,27 @@ def build(out: Path, address: str = "") -> list[Path]:
     return built
 
 
+def _answer_carried_by(name: str) -> str | None:
+    """The number of the module whose answer a file of polyglot_lab/carried/ holds (None for any other file)."""
+    from polyglot_lab.models import CARRIED
+    if "/carried/" not in f"/{name}":
+        return None
+    return next((answers for where, answers, _ in CARRIED.values() if where.rsplit(".", 1)[1] == Path(name).stem),
+                None)
+
+
 def carried_forward(archive: Path) -> list[str]:
-    """The solution lines a built release holds in the CARRIED_FORWARD files, one line each."""
-    answers = solution_lines()
-    members = _members(archive)
-    return [f"{name} ({why}) holds {len(found)} line(s) of " + ", ".join(sorted(set(answers[line] for line in found)))
-            for name, text in members.items() for suffix, why in CARRIED_FORWARD.items() if name.endswith(suffix)
-            for found in [sorted({line.strip() for line in text.split("\n")} & set(answers))] if found]
+    """What of an earlier module's answer a built release carries (polyglot_lab/carried/), one line per file."""
+    answers = solution_lines_of()
+    said = []
+    for name, text in _members(archive).items():
+        if "/carried/" not in f"/{name}":
+            continue
+        found = {answers[line][0] for line in {line.strip() for line in text.split("\n")} & set(answers)}
+        if found:
+            said.append(f"{name} holds the answer of module {', '.join(sorted(found))}, which a later module in "
+                        "this release starts from: release it after that module is due")
+    return said
 
 
 # -- what must never ship ----------------------------------------------------------------------------------------
@@ -197,21 +256,20 @@ NOT_ANSWERS = {
     "mean = x.mean(-1, keepdim=True)": "the first line of the wrong layer_norm variants that name a learner's mistake "
                                        "(the reference is torch's own F.layer_norm)",
 }
-# Files that carry an earlier module's answer because a later module starts from it (module 02 ports module 01's
-# Keras model; modules 03 and 04 export module 02's models). They ship, and `make release` says so: release a
-# module's successor only after the module is due. Left to do: ship them with the module that needs them.
-CARRIED_FORWARD = {
-    "polyglot_lab/models.py": "modules 02-04 start from the models of modules 01 and 02",
-}
 
 
 def solution_lines() -> dict[str, str]:
+    """{line: "solutions/NN_slug.ipynb, cell i"}: see solution_lines_of."""
+    return {line: where for line, (_, where) in solution_lines_of().items()}
+
+
+def solution_lines_of() -> dict[str, tuple[str, str]]:
     """{a line of a master's solution region: where it is}: the lines long enough to be an answer rather than
     scaffolding (a learner edition keeps what surrounds the regions, so those lines are not counted)."""
     import nbformat
 
     from graders.generate import _REGION, SOLUTIONS, learner_edition
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, str]] = {}
     for path in sorted(SOLUTIONS.glob("*.ipynb")):
         master = nbformat.read(path, as_version=4)
         kept = {line.strip() for cell in learner_edition(master).cells for line in cell.source.split("\n")}
@@ -222,7 +280,7 @@ def solution_lines() -> dict[str, str]:
                 for line in region.group(0).split("\n")[1:-1]:
                     text = line.strip()
                     if len(text) >= 30 and not text.startswith("#") and text not in kept and text not in NOT_ANSWERS:
-                        found.setdefault(text, f"solutions/{path.name}, cell {index}")
+                        found.setdefault(text, (path.stem, f"solutions/{path.name}, cell {index}"))
     return found
 
 
@@ -256,6 +314,7 @@ def release_problems(archive: Path) -> list[str]:
     examples/ or tests/; a line of a master's solution; a hidden check's id or title; a line of the grader's
     reference code, held-out data or submission-only checks; any import of `graders`."""
     members = _members(archive)
+    by_module = solution_lines_of()
     problems = []
     for name in members:
         parts = Path(name).parts
@@ -265,8 +324,10 @@ def release_problems(archive: Path) -> list[str]:
     hidden = hidden_checks()
     for name, text in members.items():
         lines = {line.strip() for line in text.split("\n")}
-        carried = any(name.endswith(suffix) for suffix in CARRIED_FORWARD)
-        for line in sorted(lines & set(answers) if not carried else ()):
+        carried = _answer_carried_by(name)  # an earlier module's answer, carried: that module's lines only
+        for line in sorted(lines & set(answers)):
+            if carried is not None and by_module[line][0][:2] == carried:
+                continue
             problems.append(f"{archive.name}: {name} holds a line of {answers[line]}'s solution: {line[:80]!r}")
         for line in sorted(lines & set(grader)):
             problems.append(f"{archive.name}: {name} holds a line of {grader[line]}: {line[:80]!r}")

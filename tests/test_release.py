@@ -100,15 +100,39 @@ def fresh_venv(where: Path) -> Path:
     return python
 
 
-@pytest.mark.slow
-def test_the_release_holds_no_answer_installs_and_checks_a_learner_notebook(tmp_path):
-    built = release.build(tmp_path / "release", address="https://example.org/polyglot_lab_course.whl")
-    wheel = next(p for p in built if p.suffix == ".whl")
+def wheel_names(built: list[Path]) -> list[str]:
+    with zipfile.ZipFile(next(p for p in built if p.suffix == ".whl")) as archive:
+        return archive.namelist()
+
+
+def test_a_whole_release_carries_only_the_models_later_modules_start_from(tmp_path):
+    """Every module: nothing of the answer key but modules 01 and 02's models, which modules 02-04 start from (the
+    build raises on anything else), and `make release` says so."""
+    built = release.build(tmp_path / "all")
     assert any(p.name.endswith(".tar.gz") for p in built)
-    with zipfile.ZipFile(wheel) as archive:
-        names = archive.namelist()
-    assert "polyglot_lab/checks/m01_keras_prototype.py" in names and "polyglot_lab/notebooks/00_setup.ipynb" in names
+    names = wheel_names(built)
+    assert {f"polyglot_lab/checks/{m}.py" for m in ("m00_setup", "m05_capstone")} <= set(names)
     assert not any(n.startswith(("graders/", "solutions/")) for n in names)
+    notes = release.carried_forward(built[0])
+    assert len(notes) == 2, notes
+    assert any("carried/keras_baseline.py holds the answer of module 01_keras_prototype" in n for n in notes)
+    assert any("carried/digits_models.py holds the answer of module 02_pytorch_eager" in n for n in notes)
+
+
+def test_a_release_of_the_first_modules_holds_no_answer_at_all(tmp_path):
+    built = release.build(tmp_path / "first", modules=["00_setup", "01_keras_prototype"])
+    names = wheel_names(built)
+    assert release.carried_forward(built[0]) == []
+    assert not any("/carried/" in n and not n.endswith("__init__.py") for n in names)
+    assert not any("m02_" in n or "02_pytorch" in n for n in names), names
+
+
+@pytest.mark.slow
+def test_the_release_installs_fresh_and_checks_a_learner_notebook(tmp_path):
+    built = release.build(tmp_path / "release", address="https://example.org/polyglot_lab_course.whl",
+                          modules=["00_setup", "01_keras_prototype"])
+    wheel = next(p for p in built if p.suffix == ".whl")
+    assert "polyglot_lab/notebooks/00_setup.ipynb" in wheel_names(built)
 
     python = fresh_venv(tmp_path / "venv")
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
@@ -158,3 +182,21 @@ def test_the_release_holds_no_answer_installs_and_checks_a_learner_notebook(tmp_
     assert checked.startswith("versions: 1/1 points") and "✔" in checked, checked
     where = text(nb.cells[-1])
     assert f"package {tmp_path / 'venv'}" in where and "graders None" in where, where
+
+
+def test_the_notebook_names_what_is_checked_only_when_you_submit(catalogue):
+    """grader.check lists each submission-only check by its title, and the hidden checks by their points only."""
+    from polyglot_lab.notebook import Notebook
+
+    spec = catalogue["02_pytorch_eager"]
+    save = spec.exercise("save")
+    later = [c for c in save.checks if not c.in_notebook]
+    assert later and not any(c.hidden for c in later)
+    said = Notebook._format(save, [])
+    for check in later:
+        assert f"• {check.title} ({check.points:g} pt): checked when you submit" in said
+    hooks = spec.exercise("hooks")
+    hidden = [c for c in hooks.checks if c.hidden]
+    said = Notebook._format(hooks, [])
+    assert f"• hidden checks ({sum(c.points for c in hidden):g} pt): checked when you submit" in said
+    assert not any(c.title in said for c in hidden)
