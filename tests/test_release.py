@@ -105,6 +105,16 @@ def wheel_names(built: list[Path]) -> list[str]:
         return archive.namelist()
 
 
+ADDRESS = "https://example.org/polyglot_lab_course.whl"
+
+
+@pytest.fixture(scope="module")
+def first_modules(tmp_path_factory) -> list[Path]:
+    """The release of modules 00 and 01, built once (the build searches it and raises on any answer)."""
+    return release.build(tmp_path_factory.mktemp("release"), address=ADDRESS,
+                         modules=["00_setup", "01_keras_prototype"])
+
+
 def test_a_whole_release_carries_only_the_models_later_modules_start_from(tmp_path):
     """Every module: nothing of the answer key but modules 01 and 02's models, which modules 02-04 start from (the
     build raises on anything else), and `make release` says so."""
@@ -119,8 +129,8 @@ def test_a_whole_release_carries_only_the_models_later_modules_start_from(tmp_pa
     assert any("carried/digits_models.py holds the answer of module 02_pytorch_eager" in n for n in notes)
 
 
-def test_a_release_of_the_first_modules_holds_no_answer_at_all(tmp_path):
-    built = release.build(tmp_path / "first", modules=["00_setup", "01_keras_prototype"])
+def test_a_release_of_the_first_modules_holds_no_answer_at_all(first_modules):
+    built = first_modules
     names = wheel_names(built)
     assert release.carried_forward(built[0]) == []
     assert not any("/carried/" in n and not n.endswith("__init__.py") for n in names)
@@ -128,9 +138,8 @@ def test_a_release_of_the_first_modules_holds_no_answer_at_all(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_release_installs_fresh_and_checks_a_learner_notebook(tmp_path):
-    built = release.build(tmp_path / "release", address="https://example.org/polyglot_lab_course.whl",
-                          modules=["00_setup", "01_keras_prototype"])
+def test_the_release_installs_fresh_and_checks_a_learner_notebook(tmp_path, first_modules):
+    built = first_modules
     wheel = next(p for p in built if p.suffix == ".whl")
     assert "polyglot_lab/notebooks/00_setup.ipynb" in wheel_names(built)
 
@@ -159,7 +168,7 @@ def test_the_release_installs_fresh_and_checks_a_learner_notebook(tmp_path):
     cells.append(nbformat.v4.new_code_cell(
         "import importlib.util\nprint('package', polyglot_lab.__file__)\nprint('graders', importlib.util.find_spec('graders'))"))
     nb.cells = cells
-    assert "colab-install" in nb.cells[0].metadata.get("tags", [])
+    assert "colab-install" in nb.cells[0].metadata.get("tags", []) and repr(ADDRESS) in nb.cells[0].source
 
     kernels = tmp_path / "kernels" / "fresh"
     kernels.mkdir(parents=True)
