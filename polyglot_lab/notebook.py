@@ -28,14 +28,11 @@ def _fmt(value: float) -> str:
 def check_in_notebook(spec, exercise_id: str, namespace: dict, workdir: Path, device: str) -> list:
     """Probe the live namespace, then run the exercise's in-notebook checks: a CheckResult for each, in catalogue
     order. Checks that run only at submission are not run here (the catalogue says which: `runs`)."""
-    import importlib
-
     from polyglot_lab.checking import CheckContext, load_registry, run_check
     from polyglot_lab.probe import probe_io
     from polyglot_lab.probe import run as run_probe
 
     exercise = spec.exercise(exercise_id)
-    importlib.import_module(spec.probes_module)
     registry = load_registry(spec.notebook_checks_module)
     ctx = CheckContext(Path(workdir), secrets.randbits(63), device)
     if exercise_id in registry.input_makers:

@@ -209,3 +209,39 @@ def test_the_notebook_names_what_is_checked_only_when_you_submit(catalogue):
     said = Notebook._format(hooks, [])
     assert f"• hidden checks ({sum(c.points for c in hidden):g} pt): checked when you submit" in said
     assert not any(c.title in said for c in hidden)
+
+
+@pytest.mark.parametrize("softmax", [True, False], ids=["valid", "logits_out"])
+def test_in_notebook_checks_give_the_graders_verdicts(tmp_path, softmax):
+    """Module 01's `model` through its real probe: the checks shipped to learners (a plain child process as the
+    checker) and the grader's (the sandboxed checker) agree, check by check, on a valid model and on a mistake."""
+    import importlib
+
+    import keras
+
+    from graders.checks import CheckContext as GraderContext
+    from graders.checks import m01_keras_prototype as m01
+    from mistakes import run_probe, verdicts
+    from polyglot_lab.checking import CheckContext as NotebookContext
+
+    def build_model():
+        features = keras.Input(shape=(64,))
+        hidden = keras.layers.Dense(32, activation="relu")(features)
+        return keras.Model(features, keras.layers.Dense(10, activation="softmax" if softmax else None)(hidden))
+
+    shipped = importlib.import_module(load_catalogue()["01_keras_prototype"].notebook_checks_module).registry
+    found = {}
+    for name, ctx, registry in (("grader", GraderContext(tmp_path / "grader", 5, "cpu"), m01.registry),
+                                ("notebook", NotebookContext(tmp_path / "notebook", 5, "cpu"), shipped)):
+        try:
+            run_probe(ctx, registry, "polyglot_lab.probes.m01_keras_prototype", "model", build_model=build_model)
+            found[name] = verdicts(ctx, registry, "model")
+        finally:
+            ctx.close()
+    spec = load_catalogue()["01_keras_prototype"].exercise("model")
+    in_notebook = [c.id for c in spec.checks if c.in_notebook]
+    assert in_notebook
+    for check_id in in_notebook:
+        grader, notebook = found["grader"][check_id], found["notebook"][check_id]
+        assert (notebook.status, notebook.message) == (grader.status, grader.message), check_id
+    assert any(r.status == "failed" for r in found["grader"].values()) == (not softmax)
