@@ -3,7 +3,8 @@ module's learner side from its checks file: the probes (polyglot_lab/probes/) fr
 checks a learner can run in the notebook (polyglot_lab/checks/) from its `# <notebook>` blocks.
 
 Learner edition: each ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region becomes
-``# YOUR CODE HERE`` + ``raise NotImplementedError()`` at the region's indentation; outputs and
+``# YOUR CODE HERE`` + ``raise NotImplementedError("Exercise <id> (<title>) is yours to write: ...")`` at the
+region's indentation, so that Run All stops with a message that says where; outputs and
 execution counts are cleared; tags and cell ids are kept, so grading finds the same exercises.
 """
 from __future__ import annotations
@@ -29,10 +30,25 @@ class GenerateError(ValueError):
     pass
 
 
-def strip_solutions(source: str, where: str = "") -> str:
+def stub_message(exercise_id: str, title: str | None = None) -> str:
+    """What a learner edition's stub raises: which exercise stops a Run All, and what to do (as Python source)."""
+    named = f"{exercise_id} ({title})" if title else exercise_id
+    return repr(f"Exercise {named} is yours to write: replace this line with your code, "
+                f"then run grader.check('{exercise_id}').")
+
+
+def strip_solutions(source: str, where: str = "", message: str = "") -> str:
+    """Each solution region becomes `# YOUR CODE HERE` and `raise NotImplementedError(message)` (message: Python
+    source, see stub_message)."""
     if source.count(BEGIN) != source.count(END):
         raise GenerateError(f"{where}: unbalanced {BEGIN} / {END} markers")
-    return _REGION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()", source)
+    return _REGION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError({message})",
+                       source)
+
+
+def _solution_of(cell) -> str | None:
+    """The exercise id of a cell's `solution:<id>` tag."""
+    return next((t.split(":", 1)[1] for t in cell.metadata.get("tags", []) if str(t).startswith("solution:")), None)
 
 
 def remove_markers(source: str) -> str:
@@ -52,12 +68,16 @@ def clear_outputs(nb) -> None:
         cell.metadata.pop("execution", None)
 
 
-def learner_edition(master) -> nbformat.NotebookNode:
+def learner_edition(master, titles: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """The learner's copy of a master: solutions become stubs that name their exercise (its title from `titles`,
+    {exercise id: title}, where given), outputs are cleared."""
     nb = copy.deepcopy(master)
     clear_outputs(nb)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and BEGIN in cell.source:
-            cell.source = strip_solutions(cell.source, f"cell {index}")
+            exercise = _solution_of(cell)
+            message = stub_message(exercise, (titles or {}).get(exercise)) if exercise else ""
+            cell.source = strip_solutions(cell.source, f"cell {index}", message)
     return nb
 
 
@@ -83,7 +103,8 @@ def apply_edit(nb, edit: dict, where: str) -> None:
     matches[0].source = matches[0].source.replace(edit["find"], edit["replace"])
 
 
-def example_submission(master, edits: list[dict], where: str) -> nbformat.NotebookNode:
+def example_submission(master, edits: list[dict], where: str,
+                       titles: dict[str, str] | None = None) -> nbformat.NotebookNode:
     stubs = {e["stub"] for e in edits if "stub" in e}
     nb = copy.deepcopy(master)
     clear_outputs(nb)
@@ -92,7 +113,9 @@ def example_submission(master, edits: list[dict], where: str) -> nbformat.Notebo
             continue
         tags = cell.metadata.get("tags", [])
         stubbed = any(f"solution:{s}" in tags for s in stubs)
-        cell.source = strip_solutions(cell.source) if stubbed else remove_markers(cell.source)
+        exercise = _solution_of(cell)
+        message = stub_message(exercise, (titles or {}).get(exercise)) if exercise else ""
+        cell.source = strip_solutions(cell.source, where, message) if stubbed else remove_markers(cell.source)
     for edit in edits:
         if "stub" not in edit:
             apply_edit(nb, edit, where)
@@ -102,9 +125,12 @@ def example_submission(master, edits: list[dict], where: str) -> nbformat.Notebo
 def expected_files() -> dict[Path, str]:
     """Every generated file and its content."""
     files: dict[Path, str] = {}
+    from polyglot_lab.catalogue import load_catalogue
+    catalogue = load_catalogue()
+    titles = {m: {e.id: e.title for e in spec.exercises} for m, spec in catalogue.items()}
     masters = {p.stem: nbformat.read(p, as_version=4) for p in sorted(SOLUTIONS.glob("*.ipynb"))}
     for module_id, master in masters.items():
-        files[NOTEBOOKS / f"{module_id}.ipynb"] = dumps(learner_edition(master))
+        files[NOTEBOOKS / f"{module_id}.ipynb"] = dumps(learner_edition(master, titles.get(module_id)))
     recipes = tomllib.loads((EXAMPLES / "recipes.toml").read_text(encoding="utf-8"))
     for learner in recipes["learner"]:
         for module_id in learner.get("modules", []):
@@ -112,10 +138,9 @@ def expected_files() -> dict[Path, str]:
             where = f"examples/recipes.toml, learner {learner['name']}, module {module_id}"
             if module_id not in masters:
                 raise GenerateError(f"{where}: no master solutions/{module_id}.ipynb")
-            nb = example_submission(masters[module_id], edits, where)
+            nb = example_submission(masters[module_id], edits, where, titles.get(module_id))
             files[EXAMPLES / "submissions" / learner["name"] / f"{module_id}.ipynb"] = dumps(nb)
-    from polyglot_lab.catalogue import load_catalogue
-    for spec in load_catalogue().values():
+    for spec in catalogue.values():
         for path, text in (kernel_side(spec), notebook_side(spec)):
             files[path] = text
     return files

@@ -135,7 +135,7 @@ def test_new_exercise_writes_every_piece_and_each_parses(tmp_path, module):
     assert nb.cells[-1].source == "grader.score()" and nb.cells.index(check_cell) < len(nb.cells) - 1
     learner = learner_edition(nb)
     stub = learner.cells[nb.cells.index(solution)].source
-    assert "raise NotImplementedError()" in stub and "return x" not in stub
+    assert f"raise NotImplementedError(\"Exercise {NEW} is yours to write" in stub and "return x" not in stub
     ast.parse(remove_markers(solution.source))
 
 

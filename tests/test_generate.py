@@ -13,6 +13,20 @@ def test_strip_solutions_keeps_indentation_and_code_around():
     assert strip_solutions(source) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\nprint(f)"
 
 
+def test_a_stub_says_which_exercise_stops_run_all_and_what_to_do(catalogue):
+    """Run All on a learner edition stops at the first stub with the exercise's name, title and next step."""
+    import nbformat
+
+    from polyglot_lab.catalogue import REPO
+    nb = nbformat.read(REPO / "notebooks" / "01_keras_prototype.ipynb", as_version=4)
+    stub = next(c for c in nb.cells if "solution:split" in c.metadata.get("tags", []))
+    with pytest.raises(NotImplementedError) as stopped:
+        exec(stub.source, {"X": None, "y": None})  # the cell calls prepare_data(X, y, seed=42) itself
+    title = catalogue["01_keras_prototype"].exercise("split").title
+    assert str(stopped.value) == (f"Exercise split ({title}) is yours to write: replace this line with your code, "
+                                  "then run grader.check('split').")
+
+
 def test_two_regions_in_one_cell():
     source = "### BEGIN SOLUTION\na = 1\n### END SOLUTION\nb = 2\n### BEGIN SOLUTION\nc = 3\n### END SOLUTION"
     out = strip_solutions(source)
