@@ -26,8 +26,8 @@ from pathlib import Path
 import nbformat
 
 from graders.generate import (
-    BEGIN, END, KERNEL_BEGIN, KERNEL_END, NOTEBOOK_BEGIN, NOTEBOOK_END, dumps, kernel_side_text, module_path,
-    notebook_side_text,
+    BEGIN, END, KERNEL_BEGIN, KERNEL_END, NOTEBOOK_BEGIN, NOTEBOOK_END, dumps, imported_modules, kernel_side_text,
+    module_path, notebook_side_text,
 )
 from polyglot_lab.catalogue import REPO, CatalogueError, ModuleSpec, load_module
 
@@ -557,10 +557,7 @@ def _lint_notebook_checks(root: Path, spec: ModuleSpec, registry) -> list[str]:
         text = notebook_side_text(spec.id, checks_file, source, probes.__name__)
     except Exception as exc:  # noqa: BLE001 - the problem to report
         return [f"{checks_file}: its notebook blocks cannot be written out: {type(exc).__name__}: {exc}"]
-    graders_imports = sorted({node.module or "" for node in ast.walk(ast.parse(text))
-                              if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "graders"}
-                             | {a.name for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Import)
-                                for a in node.names if a.name.split(".")[0] == "graders"})
+    graders_imports = sorted({name for name, _ in imported_modules(text) if name.split(".")[0] == "graders"})
     if graders_imports:
         return [f"{checks_file}: its notebook blocks import {', '.join(graders_imports)}: what ships to learners "
                 "never imports the grader (move that code out of the blocks; its checks run at submission)"]

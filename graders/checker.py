@@ -18,10 +18,7 @@ from pathlib import Path
 
 from graders.limits import Limits, Watchdog, kill_user
 from graders.sandbox import PRIVATE_TMP, Sandbox, availability, clean_env, user_of
-from polyglot_lab.checker.client import (  # noqa: F401 - the protocol's names, where the grader's code looks for them
-    ANSWER_BYTES, ARRAY_BYTES, CALL_TIMEOUT_S, MESSAGE_CHARS, CheckerClient, CheckerError, checker_env,
-)
-from polyglot_lab.checker.client import read_array as _read_array  # noqa: F401
+from polyglot_lab.checker.client import CheckerClient, checker_env
 
 CHECKER_LIMITS = Limits(memory_mb=6000, processes=32, disk_mb=2000)
 

@@ -236,6 +236,18 @@ def notebook_blocks(source: str, where: str = "") -> list[str]:
     return [block.strip("\n") for block in blocks]
 
 
+def imported_modules(source: str) -> list[tuple[str, int]]:
+    """(module, line) of every absolute import in `source`, at any depth: `from a.b import c` and `import a.b` both
+    give a.b."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node.lineno))
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+    return found
+
+
 def _bound(tree: ast.Module) -> tuple[dict[str, str], set[str]]:
     """(the import statement that binds each imported name, the names defined otherwise) at the top level."""
     imported: dict[str, str] = {}

@@ -11,7 +11,9 @@ of those, and `make release` refuses to finish while it finds any.
 """
 from __future__ import annotations
 
+import functools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -38,9 +40,8 @@ def project() -> dict:
 
 
 def learner_dependencies() -> list[str]:
-    def name(requirement: str) -> str:
-        return requirement.split(";")[0].split("[")[0].strip().split(" ")[0].rstrip("<>=!~").split("<")[0] \
-            .split(">")[0].split("=")[0].split("!")[0].split("~")[0].lower()
+    def name(requirement: str) -> str:  # a requirement starts with its project name (PEP 508)
+        return re.match(r"[A-Za-z0-9._-]+", requirement).group(0).lower()  # type: ignore[union-attr]
     return [r for r in project()["dependencies"] if name(r) not in GRADER_ONLY]
 
 
@@ -147,18 +148,15 @@ def _shipped(relative: str, released: list[str]) -> bool:
 
 def _check_imports(package: Path) -> None:
     """Every `polyglot_lab.…` module a shipped file imports is shipped too."""
-    import ast
+    from graders.generate import imported_modules
     missing = []
     for path in sorted(package.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
-                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            for name in names:
-                if name.split(".")[0] != "polyglot_lab":
-                    continue
-                target = package.parent / name.replace(".", "/")
-                if not (target.with_suffix(".py").is_file() or (target / "__init__.py").is_file()):
-                    missing.append(f"{path.relative_to(package.parent)} imports {name}, which this release leaves out")
+        for name, _ in imported_modules(path.read_text(encoding="utf-8")):
+            if name.split(".")[0] != "polyglot_lab":
+                continue
+            target = package.parent / name.replace(".", "/")
+            if not (target.with_suffix(".py").is_file() or (target / "__init__.py").is_file()):
+                missing.append(f"{path.relative_to(package.parent)} imports {name}, which this release leaves out")
     if missing:
         raise ReleaseError("the release does not hold what its own code imports:\n  " + "\n  ".join(missing))
 
@@ -263,6 +261,7 @@ def solution_lines() -> dict[str, str]:
     return {line: where for line, (_, where) in solution_lines_of().items()}
 
 
+@functools.lru_cache(maxsize=1)  # the masters, read once per process: every archive is searched for the same lines
 def solution_lines_of() -> dict[str, tuple[str, str]]:
     """{a line of a master's solution region: where it is}: the lines long enough to be an answer rather than
     scaffolding (a learner edition keeps what surrounds the regions, so those lines are not counted)."""
@@ -293,6 +292,7 @@ def hidden_checks() -> list[tuple[str, str, str]]:
 GRADER_FILES = ("reference_transformer.py", "serving_codec.py", "data.py")
 
 
+@functools.lru_cache(maxsize=1)
 def grader_lines() -> dict[str, str]:
     """Distinctive lines of the grader's reference code and grader-held data (graders/<GRADER_FILES>) and of the
     checks files outside their notebook and kernel blocks (the submission-only checks): none of them ships."""

@@ -9,7 +9,8 @@ import numpy as np
 import psutil
 import pytest
 
-from graders.checker import Checker, CheckerError
+from graders.checker import Checker
+from polyglot_lab.checker.client import CheckerError
 from graders.checks import CheckContext
 from graders.checks import m04_tensorflow_serving as m04
 from graders.sandbox import availability, user_of
@@ -134,7 +135,7 @@ def test_a_call_that_hangs_costs_that_call_only(tmp_path):
 
 def test_answers_are_plain_data(tmp_path):
     """Arrays come back as .npy without pickle; an object array (which needs pickle) is refused, not unpickled."""
-    from graders.checker import _read_array
+    from polyglot_lab.checker.client import read_array as _read_array
 
     np.save(tmp_path / "plain.npy", np.arange(3))
     assert _read_array(tmp_path / "plain.npy").tolist() == [0, 1, 2]

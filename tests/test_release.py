@@ -1,6 +1,5 @@
 """The learner release: nothing shipped imports the grader, a built release holds no answer, and a fresh install
 checks a learner notebook in a real kernel."""
-import ast
 import json
 import os
 import subprocess
@@ -14,17 +13,15 @@ import pytest
 
 from conftest import MODULES
 from graders import release
-from graders.generate import remove_markers
+from graders.generate import imported_modules, remove_markers
 from polyglot_lab.catalogue import REPO, load_catalogue, load_module
 
 LEARNER_SIDE = REPO / "polyglot_lab"
 
 
 def graders_imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    return [f"{path.relative_to(REPO)}:{node.lineno}" for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "graders"
-            or isinstance(node, ast.Import) and any(a.name.split(".")[0] == "graders" for a in node.names)]
+    return [f"{path.relative_to(REPO)}:{line}" for name, line in imported_modules(path.read_text(encoding="utf-8"))
+            if name.split(".")[0] == "graders"]
 
 
 def test_no_file_of_the_learner_package_imports_the_grader():
