@@ -11,6 +11,7 @@ DEVICE     ?= auto
 MODULES    ?= all
 JOBS       ?= 1
 PORT       ?= 8888
+WORKSPACE  ?= workspace
 SERVE_PORT ?= 8501
 NAME       ?= digits
 
@@ -19,7 +20,7 @@ export KERAS_BACKEND := tensorflow
 export TF_FORCE_GPU_ALLOW_GROWTH := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup grade test lint bench verify notebooks check-notebooks lab doctor masters serve gradescope release clean
+.PHONY: setup grade test lint bench verify notebooks check-notebooks lab submit progress doctor masters serve gradescope release clean
 
 setup: $(STAMP)
 
@@ -34,7 +35,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)",)
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (Polyglot Lab)" >/dev/null
+	$(PY) -m polyglot_lab kernel >/dev/null
 	touch $@
 
 grade: $(STAMP)
@@ -83,8 +84,18 @@ notebooks: $(STAMP)
 check-notebooks: $(STAMP)
 	$(PY) -m graders notebooks --check
 
+# The learner's side in this repository: WORKSPACE (git ignores it) gets a copy of notebooks/ on first use and is
+# never overwritten; a notebook the course changed later lands beside yours as NN_slug.new.ipynb.
 lab: $(STAMP)
-	cd notebooks && ../$(VENV)/bin/jupyter lab --port $(PORT) --ip 127.0.0.1
+	$(PY) -m polyglot_lab lab "$(WORKSPACE)" --port $(PORT)
+
+# Grade WORKSPACE as `make grade` grades a class (fresh kernel, every check, hidden ones counted but not named);
+# feedback in WORKSPACE/feedback/
+submit: $(STAMP)
+	$(PY) -m graders submit --workspace "$(WORKSPACE)" --modules "$(MODULES)" --device "$(DEVICE)"
+
+progress: $(STAMP)
+	$(PY) -m graders progress --workspace "$(WORKSPACE)"
 
 doctor: $(STAMP)
 	$(PY) -m graders doctor

@@ -104,6 +104,43 @@ def cmd_grade(args) -> int:
     return 0
 
 
+def cmd_submit(args) -> int:
+    """A learner's self-check: their workspace graded exactly as `make grade` grades a class (a fresh kernel per
+    notebook, every check, hidden ones counted but not named), with feedback in <workspace>/feedback/."""
+    import getpass
+    import shutil
+    import tempfile
+
+    workspace = Path(args.workspace)
+    if not workspace.is_dir():
+        print(f"error: {workspace} is not a folder: make it with `make lab` (or `polyglot-lab get {workspace}`)",
+              file=sys.stderr)
+        return 2
+    present = {path.stem for path in workspace.glob("[0-9][0-9]_*.ipynb") if not path.stem.endswith(".new")}
+    modules = [m for m in _modules(args.modules) if args.modules != "all" or m.id in present]
+    if not modules:
+        print(f"error: {workspace} holds none of the course's notebooks (NN_slug.ipynb)", file=sys.stderr)
+        return 2
+    learner = "".join(ch for ch in getpass.getuser() if ch.isalnum() or ch in "-_.") or "learner"
+    with tempfile.TemporaryDirectory(prefix="polyglot-submit-") as scratch:
+        folder = Path(scratch) / learner
+        folder.mkdir()
+        for module in modules:
+            if (workspace / f"{module.id}.ipynb").exists():
+                shutil.copyfile(workspace / f"{module.id}.ipynb", folder / f"{module.id}.ipynb")
+        args.submissions, args.reports = scratch, str(workspace / "feedback")
+        args.modules, args.jobs, args.no_resume = ",".join(m.id for m in modules), 1, False
+        code = cmd_grade(args)
+    if code == 0:
+        print(f"Your feedback: {workspace / 'feedback' / learner / 'feedback.html'}")
+    return code
+
+
+def cmd_progress(args) -> int:
+    from polyglot_lab.__main__ import main as learner_command
+    return learner_command(["progress", args.workspace])
+
+
 def cmd_verify(args) -> int:
     from graders.verify import verify
     return verify(_modules(args.modules))
@@ -213,6 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--no-resume", action="store_true",
                        help="grade everything again, ignoring results kept in <reports>/grades.sqlite")
     grade.set_defaults(fn=cmd_grade)
+    submit = sub.add_parser("submit", help="grade your workspace as the instructor would (feedback in "
+                            "<workspace>/feedback/)")
+    submit.add_argument("--workspace", default="workspace")
+    submit.add_argument("--modules", default="all", help="comma-separated module ids, or all (the workspace's)")
+    submit.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    submit.set_defaults(fn=cmd_submit)
+    progress = sub.add_parser("progress", help="every module and exercise of your workspace with its state")
+    progress.add_argument("--workspace", default="workspace")
+    progress.set_defaults(fn=cmd_progress)
     verify = sub.add_parser("verify", help="every master scores full marks, every learner edition zero")
     verify.add_argument("--modules", default="all")
     verify.set_defaults(fn=cmd_verify)

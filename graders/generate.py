@@ -143,6 +143,10 @@ def expected_files() -> dict[Path, str]:
     for spec in catalogue.values():
         for path, text in (kernel_side(spec), notebook_side(spec)):
             files[path] = text
+    from graders.samples import DOCUMENTS, sample_block, with_sample
+    block = sample_block()
+    for path in DOCUMENTS:
+        files[path] = with_sample(path, block)
     return files
 
 

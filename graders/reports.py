@@ -16,7 +16,7 @@ import unicodedata
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from graders.results import PASSED, SKIPPED, CheckResult, LearnerResult, format_points
+from graders.results import FAILED, PASSED, SKIPPED, CheckResult, LearnerResult, format_points
 
 
 FILE_MODE, FOLDER_MODE = 0o644, 0o755
@@ -168,10 +168,11 @@ def feedback_html(learner: LearnerResult, catalogue: dict | None = None) -> str:
             parts.append(f"<p class='note'>The notebook stopped early: {esc(module.stopped)}.</p>")
         parts.append("<table><tr><th>exercise</th><th>check</th><th>points</th><th>feedback</th></tr>")
         spec, shown = catalogue.get(module.module), set()
+        failed = {check.exercise for check in module.checks if check.status == FAILED}
         for check in module.checks:
             if spec is not None and check.exercise not in shown:
                 shown.add(check.exercise)
-                parts.append(exercise_row(spec, check.exercise))
+                parts.append(exercise_row(spec, check.exercise, check.exercise in failed))
             points = "—" if check.status == SKIPPED else f"{format_points(check.score)} / {format_points(check.max_score)}"
             title = "hidden check" if check.hidden else check.title
             parts.append(f"<tr class='{check.status}'><td>{esc(check.exercise)}</td><td>{esc(title)}</td>"
@@ -181,8 +182,9 @@ def feedback_html(learner: LearnerResult, catalogue: dict | None = None) -> str:
     return "\n".join(parts)
 
 
-def exercise_row(spec, exercise_id: str) -> str:
-    """The catalogue's statement of an exercise: its title, what it asks and how it is checked."""
+def exercise_row(spec, exercise_id: str, failed: bool = False) -> str:
+    """The catalogue's statement of an exercise: its title, what it asks and how it is checked, and where a check
+    failed, the exercise's first hint (once, above its checks)."""
     try:
         exercise = spec.exercise(exercise_id)
     except KeyError:
@@ -190,6 +192,8 @@ def exercise_row(spec, exercise_id: str) -> str:
     lines = [f"<strong>{html.escape(exercise.title)}</strong> ({html.escape(exercise.id)})"]
     lines += [f"{label}: {html.escape(text)}" for label, text in (("Asks", exercise.asks), ("Checked", exercise.checked))
               if text]
+    if failed and exercise.hints:
+        lines.append(f"Hint: {html.escape(exercise.hints[0])}")
     return f"<tr class='exercise'><td colspan='4'>{'<br>'.join(lines)}</td></tr>"
 
 

@@ -26,6 +26,10 @@ def _load_triton_first() -> None:
 
 _load_triton_first()
 
+from polyglot_lab import quiet as _quiet  # noqa: E402
+
+_quiet.install()
+
 from polyglot_lab.notebook import Notebook  # noqa: E402 - after the triton guard
 
 __all__ = ["Notebook"]

@@ -18,11 +18,8 @@ import secrets
 import shutil
 from pathlib import Path
 
-MARKS = {"passed": "✔", "failed": "✘", "skipped": "–"}
-
-
-def _fmt(value: float) -> str:
-    return f"{value:g}"
+from polyglot_lab.feedback import CheckReport, show
+from polyglot_lab import progress as _progress
 
 
 def check_in_notebook(spec, exercise_id: str, namespace: dict, workdir: Path, device: str) -> list:
@@ -74,31 +71,26 @@ class Notebook:
             namespace = caller.f_globals
         results = check_in_notebook(self.spec, exercise_id, namespace, self.workdir, resolve_device("auto"))
         self.results[exercise_id] = results
-        print(self._format(exercise, results))
+        _progress.record(self.workdir, self.spec.id, exercise_id, results)
+        show(CheckReport(exercise, results, len(self._hints(exercise_id))))
 
     @staticmethod
     def _format(exercise, results) -> str:
-        score = sum(r.score for r in results)
-        max_score = sum(r.counted_max for r in results)
-        lines = [f"{exercise.id}: {_fmt(score)}/{_fmt(max_score)} points — {exercise.title}"]
-        for r in results:
-            points = "skipped" if r.status == "skipped" else f"{_fmt(r.score)}/{_fmt(r.max_score)}"
-            lines.append(f"  {MARKS[r.status]} {r.title} ({points})")
-            detail = [r.message] if r.status != "passed" else []
-            if r.status == "failed":
-                detail += [f"{k}: {v}" for k, v in (("expected", r.expected), ("found", r.found), ("hint", r.hint)) if v]
-            lines += [f"      {d}" for d in detail]
-        for check in exercise.checks:
-            if not check.in_notebook and not check.hidden:
-                lines.append(f"  • {check.title} ({_fmt(check.points)} pt): checked when you submit")
-        if exercise.hidden_points:
-            lines.append(f"  • hidden checks ({_fmt(exercise.hidden_points)} pt): checked when you submit")
-        return "\n".join(lines)
+        """The plain-text twin of what check() shows (consoles, logs, tests)."""
+        return CheckReport(exercise, results, len(exercise.hints)).text()
+
+    def _hints(self, exercise_id: str) -> list[str]:
+        """The exercise's hints from the catalogue (the idea first, then closer to the code), then what the failing
+        checks of the last grader.check suggest, the most specific of all."""
+        hints = list(self.spec.exercise(exercise_id).hints)
+        for result in self.results.get(exercise_id, []):
+            if result.status == "failed" and result.hint and result.hint not in hints:
+                hints.append(f"{result.hint} (for: {result.title})")
+        return hints
 
     def hint(self, exercise_id: str) -> None:
-        """The exercise's next hint from the catalogue, one more each call (as rustlings' `hint`): the first names the
-        idea, the later ones come closer to the code."""
-        hints = self.spec.exercise(exercise_id).hints
+        """The exercise's next hint, one more each call (as rustlings' `hint`)."""
+        hints = self._hints(exercise_id)
         if not hints:
             print(f"{exercise_id}: this exercise has no hints")
             return
@@ -127,3 +119,7 @@ class Notebook:
         hidden_note = f" (+ {_fmt(later)} pt checked when you submit)" if later else ""
         lines.append(f"  {'total':<12} {_fmt(total)}/{_fmt(maximum)}{hidden_note}")
         print("\n".join(lines))
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"

@@ -391,10 +391,9 @@ def run_check(registry: Registry, ctx: CheckContext, spec, exercise, check, devi
         result.status, result.message = SKIPPED, f"skipped: {skip}"
     except CheckFailed as failure:
         result.message, result.expected, result.found = failure.message, failure.expected, failure.found
-        result.hint = failure.hint or (exercise.hints[0] if exercise.hints else None)
+        result.hint = failure.hint  # the exercise's own hints are shown once per exercise, not under each check
     except Exception as exc:  # noqa: BLE001 - odd learner data must cost this check only
         result.message = f"The grader could not check this: {type(exc).__name__}: {str(exc)[:LEARNER_TEXT]}"
-        result.hint = exercise.hints[0] if exercise.hints else None
     for name in ("message", "expected", "found"):  # they may quote learner data: bounded whatever the check did
         value = getattr(result, name)
         if isinstance(value, str) and len(value) > 2000:

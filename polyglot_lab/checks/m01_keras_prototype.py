@@ -142,17 +142,18 @@ def scaling_variants(X, X_train, X_test) -> dict:
     }
 
 
-SCALING_MISTAKES = {
+SCALING_MISTAKES = {  # what went wrong, what the learner's features are, the fix (a hint, shown when asked for)
     "test_raw": ("X_test was not transformed: the scaler was fit on X_train, but the test rows are still raw pixels.",
-                 "scaler.transform(X_test) too."),
+                 "X_train standardised, X_test raw pixels (0..16)", "scaler.transform(X_test) too."),
     "test_refit": ("The scaler was fit again on the test set (fit_transform on X_test): the test rows are "
                    "standardised with their own statistics, not the training rows'.",
-                   "scaler.transform(X_test), not fit_transform."),
+                   "X_test standardised with the statistics of X_test", "scaler.transform(X_test), not fit_transform."),
     "fit_on_test": ("The scaler was fit on the test set: its statistics leak into training.",
-                    "scaler = StandardScaler().fit(X_train)"),
+                    "both splits transformed by a scaler fit on X_test", "scaler = StandardScaler().fit(X_train)"),
     "fit_on_all": ("The scaler was fit on all the data before the split: test statistics leak into training.",
+                   "both splits transformed by a scaler fit on all of X, before the split",
                    "Split first, then fit the scaler on X_train only."),
-    "raw": ("The features are not standardised: they are still raw pixels.",
+    "raw": ("The features are not standardised: they are still raw pixels.", "raw pixels (0..16) in both splits",
             "StandardScaler().fit(X_train), then transform both splits."),
 }
 
@@ -180,8 +181,9 @@ def leak_free_scaling(ctx: CheckContext):
         if matched == "right":
             return "both splits transformed with the training rows' statistics"
         if matched:
-            message, hint = SCALING_MISTAKES[matched]
-            raise CheckFailed(message, expected="both splits transformed by a scaler fit on X_train", hint=hint)
+            message, found, hint = SCALING_MISTAKES[matched]
+            raise CheckFailed(message, expected="both splits transformed by a scaler fit on X_train", found=found,
+                              hint=hint)
         right_train, right_test = variants["right"]
         raise CheckFailed("The features are not the training rows' standardisation of the split rows.",
                           expected="StandardScaler().fit(X_train) applied to X_train and X_test",
@@ -191,20 +193,20 @@ def leak_free_scaling(ctx: CheckContext):
     # Other rows than the reference (split_rows says why): judge the columns' statistics.
     train_fit, test_fit = _standardised(X_train), _standardised(X_test)
     if train_fit and X_test.min() >= 0 and X_test.max() > 2:
-        message, hint = SCALING_MISTAKES["test_raw"]
+        message, _, hint = SCALING_MISTAKES["test_raw"]
         raise CheckFailed(message, found=f"X_test values from {X_test.min():g} to {X_test.max():g}", hint=hint)
     if train_fit and not test_fit:
         return "standardised with the training rows' statistics (judged from the columns: the rows differ)"
     if train_fit and test_fit:
-        message, hint = SCALING_MISTAKES["test_refit"]
+        message, _, hint = SCALING_MISTAKES["test_refit"]
         raise CheckFailed(message, expected="X_test transformed with the scaler fit on X_train",
                           found="X_test has mean 0 and std 1 itself", hint=hint)
     if test_fit:
-        message, hint = SCALING_MISTAKES["fit_on_test"]
+        message, _, hint = SCALING_MISTAKES["fit_on_test"]
         raise CheckFailed(message, expected="training columns with mean 0 and std 1",
                           found="test columns with mean 0 and std 1", hint=hint)
     if X_train.min() >= 0 and X_train.max() > 2:
-        message, hint = SCALING_MISTAKES["raw"]
+        message, _, hint = SCALING_MISTAKES["raw"]
         raise CheckFailed(message, expected="columns with mean 0 and std 1",
                           found=f"values from {X_train.min():g} to {X_train.max():g}", hint=hint)
     raise CheckFailed("The training columns are not standardised exactly (mean 0, std 1).",
