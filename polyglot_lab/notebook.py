@@ -31,7 +31,7 @@ def check_in_notebook(spec, exercise_id: str, namespace: dict, workdir: Path, de
 
     exercise = spec.exercise(exercise_id)
     registry = load_registry(spec.notebook_checks_module)
-    ctx = CheckContext(Path(workdir), secrets.randbits(63), device)
+    ctx = CheckContext(Path(workdir).resolve(), secrets.randbits(63), device)  # the checker runs elsewhere
     if exercise_id in registry.input_makers:
         io = probe_io(exercise_id, workdir)
         shutil.rmtree(io.inputs_dir, ignore_errors=True)

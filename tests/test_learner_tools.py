@@ -80,3 +80,22 @@ def test_progress_lists_each_exercise_not_started_written_or_its_last_score(tmp_
     assert "✘ 1/2 at the last check" in rows["versions"]
     assert "written, not checked yet" in rows["devices"]
     assert "not started" in rows["seeding"] and "not started" in rows["threads"]
+
+
+def test_a_check_in_the_notebooks_own_folder_finds_its_artifacts(tmp_path, monkeypatch, capsys):
+    """grader.check as a notebook calls it: the working directory is the notebook's folder (workdir "."), and the
+    checker, a process of its own elsewhere, still opens the model the probe saved there."""
+    import keras
+
+    from polyglot_lab.notebook import Notebook
+
+    def build_model():
+        features = keras.Input(shape=(64,))
+        return keras.Model(features, keras.layers.Dense(10, activation="softmax")(features))
+
+    monkeypatch.chdir(tmp_path)
+    grader = Notebook("01_keras_prototype")
+    grader.check("model", {"build_model": build_model})
+    said = capsys.readouterr().out
+    assert [r.status for r in grader.results["model"]] == ["passed"] * len(grader.results["model"]), said
+    assert said.startswith("model: 3/3 points")
