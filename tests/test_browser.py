@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -77,7 +78,9 @@ def start_lab(workspace: Path, tmp: Path):
     settings = tmp / "lab-settings"  # overrides.json: no news or update pop-up on a first start
     settings.mkdir()
     (settings / "overrides.json").write_text(json.dumps({
-        "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}))
+        "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+        # each cell's execution times in its metadata: the learner timings of every check in one Run All
+        "@jupyterlab/notebook-extension:tracker": {"recordTiming": True}}))
     port = free_port()
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
                "--ServerApp.port_retries=0", f"--ServerApp.root_dir={workspace}",
@@ -282,6 +285,16 @@ def restart_and_run_all(page, path: str, timeout_s: float) -> float:
     return seconds
 
 
+def execution_seconds(page, path: str, index: int) -> float:
+    """How long cell `index` ran in the kernel, from the timing JupyterLab records in its metadata (recordTiming)."""
+    timing = page.evaluate("([path, index]) => __test.panel(path).content.model.cells.get(index).getMetadata('execution')",
+                           [path, index])
+    assert timing and "iopub.execute_input" in timing and "shell.execute_reply" in timing, timing
+    started, ended = (datetime.fromisoformat(timing[k].replace("Z", "+00:00"))
+                      for k in ("iopub.execute_input", "shell.execute_reply"))
+    return round((ended - started).total_seconds(), 2)
+
+
 def model_outputs(page, path: str) -> list[dict]:
     """[{index, count, outputs}] of every code cell, from the notebook model."""
     return page.evaluate("""path => {
@@ -418,24 +431,17 @@ def run_module(page, url: str, kernel_display_name: str, solutions: dict[str, st
     assert "found" in text, f"the check says what it expected, not what it found:\n{text}"
     assert 'grader.hint("split")' in text and not any(hint in text for hint in SPEC.exercise("split").hints), (
         f"the first failure must say how to get a hint, and print none:\n{text}")
+    ask_for_hints(page, path, split_check)
+    assert [c["tags"] for c in notebook_cells(page, path)] == [c["tags"] for c in cells], "the hint cell was left"
 
-    # Each exercise in notebook order: the master's solution typed into the learner's cell, then the cells from
-    # there to its check run (the split cell again, now right).
-    first = split
+    # Every exercise's solution typed into its cell through the editor, then Kernel > Restart Kernel and Run All
+    # Cells: the finished notebook runs top to bottom in a fresh kernel, and each check prints full points.
     for exercise in sorted(solution_at, key=solution_at.get):
         set_cell_source(page, path, solution_at[exercise], solutions[exercise])
-        run_code_cells(first, check_at[exercise] - 1)
-        timings["check_s"][exercise] = round(run_cell(page, path, check_at[exercise]), 2)
-        full_points(output_text(page, path, check_at[exercise]), exercise)
-        first = check_at[exercise] + 1
-        if exercise == "split":
-            ask_for_hints(page, path, split_check)
-            assert [c["tags"] for c in notebook_cells(page, path)] == [c["tags"] for c in cells], "hint cell left"
-    run_code_cells(first, code[-1])
-    full_total(output_text(page, path, score_at))
-
-    # Kernel > Restart Kernel and Run All Cells: the finished notebook runs top to bottom in a fresh kernel.
     timings["restart_and_run_all_s"] = round(restart_and_run_all(page, path, SPEC.total_timeout), 2)
+    for exercise in sorted(solution_at, key=solution_at.get):
+        full_points(output_text(page, path, check_at[exercise]), exercise)
+        timings["check_s"][exercise] = execution_seconds(page, path, check_at[exercise])
     outputs = model_outputs(page, path)
     unrun = [o["index"] for o in outputs if o["count"] is None]
     assert not unrun, f"cells without an execution count after Run All: {unrun}"

@@ -139,3 +139,25 @@ def test_non_utf8_output_does_not_break_grading(grade_toy):
     noise = ("import os, sys\nos.write(1, b'\\xff\\xfe raw bytes\\n')\nsys.stdout.write('\\udcff surrogate\\n')", [])
     result = grade_toy([import_cell, double, check, noise, answer, artifact])
     assert result.score == result.max_score and result.stopped is None
+
+
+def test_a_shared_load_that_fails_fails_every_check_that_needs_it_without_loading_again(tmp_path):
+    """ctx.cached: a converter that does not import costs one load (the grader's exports, a checker call), and
+    every check that needs it fails with the same words."""
+    import pytest
+
+    from polyglot_lab.checking import CheckContext, CheckFailed
+
+    calls = []
+
+    def load():
+        calls.append(1)
+        raise CheckFailed("importing onnx_to_tf.py failed: SyntaxError", hint="it runs outside the notebook")
+
+    ctx = CheckContext(tmp_path, 1, "cpu")
+    for _ in range(3):
+        with pytest.raises(CheckFailed) as failed:
+            ctx.cached("converter", load)
+        assert failed.value.message.startswith("importing onnx_to_tf.py failed") and failed.value.hint
+    assert len(calls) == 1
+    assert ctx.cached("other", lambda: 42) == 42 == ctx.cached("other", lambda: 0)

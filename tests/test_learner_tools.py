@@ -99,3 +99,26 @@ def test_a_check_in_the_notebooks_own_folder_finds_its_artifacts(tmp_path, monke
     said = capsys.readouterr().out
     assert [r.status for r in grader.results["model"]] == ["passed"] * len(grader.results["model"]), said
     assert said.startswith("model: 3/3 points")
+
+
+def test_submit_grades_the_workspace_as_make_grade_does_and_says_where_the_feedback_is(tmp_path, capsys):
+    """`make submit`: module 00 of a workspace, solved, graded in a fresh kernel with every check; a folder that is
+    not a workspace, or one without the course's notebooks, is refused before any work."""
+    import getpass
+    import shutil
+
+    from graders.cli import main as polyglot
+    from polyglot_lab.catalogue import REPO
+
+    assert polyglot(["submit", "--workspace", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert polyglot(["submit", "--workspace", str(tmp_path)]) == 2
+    assert "holds none of the course's notebooks" in capsys.readouterr().err
+    shutil.copyfile(REPO / "examples" / "submissions" / "ada" / "00_setup.ipynb", tmp_path / "00_setup.ipynb")
+    assert polyglot(["submit", "--workspace", str(tmp_path), "--device", "cpu"]) == 0
+    said = capsys.readouterr().out
+    learner = "".join(ch for ch in getpass.getuser() if ch.isalnum() or ch in "-_.") or "learner"
+    feedback = tmp_path / "feedback" / learner / "feedback.html"
+    assert feedback.exists() and f"Your feedback: {feedback}" in said
+    results = json.loads((tmp_path / "feedback" / learner / "results.json").read_text())
+    assert results["score"] == 8 and all(test["status"] == "passed" for test in results["tests"]), results

@@ -182,10 +182,13 @@ def test_the_release_installs_fresh_and_checks_a_learner_notebook(tmp_path, firs
     NotebookClient(nb, km=km, timeout=300, resources={"metadata": {"path": str(workspace)}}).execute(env=env)
 
     def text(cell) -> str:
-        return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+        """What a cell printed, and the plain-text twin of what it displayed (grader.check's report)."""
+        return "".join(o.get("text", "") if o.output_type == "stream" else o.get("data", {}).get("text/plain", "")
+                       for o in cell.outputs if o.output_type in ("stream", "display_data"))
 
     checked = text(nb.cells[-2])
     assert checked.startswith("versions: 1/1 points") and "✔" in checked, checked
+    assert "✔" in nb.cells[-2].outputs[0].data["text/html"], "the report has its HTML in the notebook"
     where = text(nb.cells[-1])
     assert f"package {tmp_path / 'venv'}" in where and "graders None" in where, where
 

@@ -124,10 +124,18 @@ class CheckContext:
             self._checker.close()
 
     def cached(self, key: str, load: Callable[[], object]):
-        """load() once per module run (a loaded model, a measurement), shared by every check that asks for `key`."""
+        """load() once per module run (a loaded model, a measurement), shared by every check that asks for `key`.
+        A load that fails with CheckFailed fails the same way for every later check, without loading again (a
+        converter that does not import would otherwise cost the grader's exports once per check)."""
         if key not in self.cache:
-            self.cache[key] = load()
-        return self.cache[key]
+            try:
+                self.cache[key] = load()
+            except CheckFailed as failure:
+                self.cache[key] = failure
+        value = self.cache[key]
+        if isinstance(value, CheckFailed):
+            raise CheckFailed(value.message, expected=value.expected, found=value.found, hint=value.hint)
+        return value
 
     def run(self, op: str, failure: str, hint: str | None = None, **args) -> dict:
         """An operation of the checker on the run's artifacts (polyglot_lab/checker/ops.py); when it fails, a
