@@ -58,13 +58,15 @@ KERNEL_DISPLAY_NAME = "Python 3 (Polyglot Lab)"
 def install_kernel(prefix: str | None = None) -> str:
     """The kernel spec the notebooks name (python3), for this environment's Python, with the settings that keep
     TensorFlow's start-up log out of the notebook (polyglot_lab.quiet). Installed into the environment itself
-    (sys.prefix), so another environment's kernels are not touched; returns where it was written."""
+    (sys.prefix), so another environment's kernels are not touched, or for the user where that is not writable (a
+    system Python); returns where it was written."""
     from ipykernel.kernelspec import install
 
-    from polyglot_lab.quiet import quiet_environment
-
-    return install(kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME, prefix=prefix or sys.prefix,
-                   env=quiet_environment())
+    try:
+        return install(kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME, env=quiet_environment(),
+                       prefix=prefix or sys.prefix)
+    except PermissionError:
+        return install(kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME, env=quiet_environment(), user=True)
 
 
 def lab_command(folder: Path, port: int | None = None) -> list[str]:
