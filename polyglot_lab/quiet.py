@@ -92,9 +92,24 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
+# Framework messages about the frameworks themselves, not about the learner's code, each seen under course cells:
+# torch.onnx's exporter lists every torchvision operator it skips when torchvision is not installed (20 lines under
+# module 03's first export), and torch's pytree deprecates a name inside torch's own export code.
+_FRAMEWORK_LOGGERS = ("torch.onnx._internal.exporter._registration",)
+_FRAMEWORK_WARNINGS = ((FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),)
+
+
 def install() -> None:
-    """Set the course's default log level and wrap TensorFlow's import (once; nothing if it is imported already)."""
+    """Set the course's default log level, wrap TensorFlow's import (once; nothing if it is imported already) and
+    silence the framework messages above."""
+    import logging
+    import warnings
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_LEVEL)
+    for name in _FRAMEWORK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for category, message in _FRAMEWORK_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
     if "tensorflow" in sys.modules or any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         return
     sys.meta_path.insert(0, _QuietFinder())
