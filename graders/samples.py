@@ -32,7 +32,7 @@ def sample_block() -> str:
     from polyglot_lab.notebook import Notebook
 
     namespace: dict = {}
-    exec(compile(MISTAKE, "<learner cell>", "exec"), namespace)  # noqa: S102 - the course's own sample
+    exec(compile(MISTAKE, "<learner cell>", "exec"), namespace)  # the course's own sample, as a kernel would run it
     with tempfile.TemporaryDirectory() as workdir:
         grader = Notebook("01_keras_prototype", workdir=workdir)
         said = []
