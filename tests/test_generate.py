@@ -47,3 +47,28 @@ def test_learner_editions_hold_no_solution_and_no_outputs():
             assert "BEGIN SOLUTION" not in cell.source, path
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None, path
+
+
+def test_every_learner_edition_cell_is_valid_python():
+    """A stub never cuts a statement in two (a solution marker inside a multi-line signature did, in module 04's
+    converter): every code cell of every learner edition, and the file each `%%writefile` cell writes, compiles."""
+    import nbformat
+
+    from polyglot_lab.catalogue import REPO
+
+    broken = []
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type != "code":
+                continue
+            source = cell.source
+            if source.startswith("%%writefile"):
+                source = source.split("\n", 1)[1] if "\n" in source else ""
+            elif source.startswith("%%"):
+                continue
+            lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+            try:
+                compile("\n".join(lines), f"{path.name} cell {index}", "exec")
+            except SyntaxError as exc:
+                broken.append(f"{path.name} cell {index}: {exc}")
+    assert broken == []
