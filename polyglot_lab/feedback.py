@@ -10,7 +10,7 @@ MARKS = {"passed": "✔", "failed": "✘", "skipped": "–"}
 _COLOURS = {"passed": "#137333", "failed": "#b3261e", "skipped": "#666"}
 
 
-def _fmt(value: float) -> str:
+def fmt_points(value: float) -> str:
     return f"{value:g}"
 
 
@@ -26,11 +26,11 @@ class CheckReport:
 
     # -- what every rendering says -----------------------------------------------------------------------------
     def _headline(self) -> str:
-        return f"{self.exercise.id}: {_fmt(self.score)}/{_fmt(self.max_score)} points — {self.exercise.title}"
+        return f"{self.exercise.id}: {fmt_points(self.score)}/{fmt_points(self.max_score)} points — {self.exercise.title}"
 
     @staticmethod
     def _points(result) -> str:
-        return "skipped" if result.status == "skipped" else f"{_fmt(result.score)}/{_fmt(result.max_score)}"
+        return "skipped" if result.status == "skipped" else f"{fmt_points(result.score)}/{fmt_points(result.max_score)}"
 
     @staticmethod
     def _details(result) -> list[tuple[str, str]]:
@@ -44,9 +44,9 @@ class CheckReport:
         return details
 
     def _submission_lines(self) -> list[str]:
-        lines = [f"{c.title} ({_fmt(c.points)} pt): checked when you submit" for c in self.later]
+        lines = [f"{c.title} ({fmt_points(c.points)} pt): checked when you submit" for c in self.later]
         if self.exercise.hidden_points:
-            lines.append(f"hidden checks ({_fmt(self.exercise.hidden_points)} pt): checked when you submit")
+            lines.append(f"hidden checks ({fmt_points(self.exercise.hidden_points)} pt): checked when you submit")
         return lines
 
     def _stuck(self) -> str | None:

@@ -18,7 +18,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from polyglot_lab.feedback import CheckReport, show
+from polyglot_lab.feedback import CheckReport, fmt_points, show
 from polyglot_lab import progress as _progress
 
 
@@ -107,19 +107,15 @@ class Notebook:
         for exercise in self.spec.exercises:
             public = sum(c.points for c in exercise.checks if c.in_notebook)
             if self.grading() or exercise.id not in self.results:
-                lines.append(f"  {exercise.id:<12} not checked yet ({_fmt(public)} pt)")
+                lines.append(f"  {exercise.id:<12} not checked yet ({fmt_points(public)} pt)")
                 maximum += public
                 continue
             results = self.results[exercise.id]
             got, top = sum(r.score for r in results), sum(r.counted_max for r in results)
             total, maximum = total + got, maximum + top
-            lines.append(f"  {exercise.id:<12} {_fmt(got)}/{_fmt(top)}")
+            lines.append(f"  {exercise.id:<12} {fmt_points(got)}/{fmt_points(top)}")
         later = sum(e.points + e.hidden_removed for e in self.spec.exercises) - sum(
             c.points for e in self.spec.exercises for c in e.checks if c.in_notebook)
-        hidden_note = f" (+ {_fmt(later)} pt checked when you submit)" if later else ""
-        lines.append(f"  {'total':<12} {_fmt(total)}/{_fmt(maximum)}{hidden_note}")
+        hidden_note = f" (+ {fmt_points(later)} pt checked when you submit)" if later else ""
+        lines.append(f"  {'total':<12} {fmt_points(total)}/{fmt_points(maximum)}{hidden_note}")
         print("\n".join(lines))
-
-
-def _fmt(value: float) -> str:
-    return f"{value:g}"

@@ -37,16 +37,17 @@ def record(workdir: Path, module_id: str, exercise_id: str, results: list) -> No
         pass
 
 
-def _solution_sources(notebook: Path) -> dict[str, str]:
-    """{exercise id: the source of its `solution:<id>` cells} of a notebook file."""
+def solution_sources(notebook: Path) -> dict[str, str]:
+    """{exercise id: the source of its `solution:<id>` cells, joined} of a notebook file (plain JSON: no nbformat)."""
     cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
     sources: dict[str, str] = {}
     for cell in cells:
+        source = cell.get("source", "")
+        source = source if isinstance(source, str) else "".join(source)
         for tag in cell.get("metadata", {}).get("tags", []):
             if tag.startswith("solution:"):
-                source = cell.get("source", "")
-                sources[tag[len("solution:"):]] = sources.get(tag[len("solution:"):], "") + (
-                    source if isinstance(source, str) else "".join(source))
+                exercise_id = tag.split(":", 1)[1]
+                sources[exercise_id] = sources.get(exercise_id, "") + source
     return sources
 
 
@@ -57,7 +58,7 @@ def states(workdir: Path, spec) -> list[tuple[str, str]]:
     if not notebook.exists():
         return [(exercise.id, "no notebook") for exercise in spec.exercises]
     try:
-        sources = _solution_sources(notebook)
+        sources = solution_sources(notebook)
     except (OSError, ValueError) as exc:
         return [(exercise.id, f"unreadable notebook: {exc}") for exercise in spec.exercises]
     last = _read(workdir).get(spec.id, {})

@@ -20,10 +20,10 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from polyglot_lab.catalogue import REPO, load_module
+from polyglot_lab.progress import solution_sources
 
 MODULE = "01_keras_prototype"
 NOTEBOOK = f"{MODULE}.ipynb"
@@ -353,13 +353,6 @@ def screenshot_on_failure(page, name: str, log: Path):
         raise
 
 
-def solution_sources() -> dict[str, str]:
-    """{exercise: the master's source of its solution cell}."""
-    master = nbformat.read(MASTER, as_version=4)
-    return {tag.split(":", 1)[1]: cell.source for cell in master.cells for tag in cell.metadata.get("tags", [])
-            if tag.startswith("solution:")}
-
-
 def fit_on_test(source: str) -> str:
     """The known mistake: the scaler fit on the test rows (its statistics leak into training)."""
     assert source.count(".fit(X_train)") == 1, "the master's split no longer fits its scaler with .fit(X_train)"
@@ -375,7 +368,7 @@ def test_module_01_in_jupyterlab(tmp_path, request):
         pytest.skip("playwright is not installed (pip install playwright)")
     assert KERNEL_JSON.exists(), f"no course kernel spec at {KERNEL_JSON}: run `make setup`"
     kernel_display_name = json.loads(KERNEL_JSON.read_text())["display_name"]
-    solutions = solution_sources()
+    solutions = solution_sources(MASTER)  # one cell per exercise in module 01
     timings: dict = {"check_s": {}}
 
     workspace = tmp_path / "workspace"

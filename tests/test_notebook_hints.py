@@ -30,15 +30,12 @@ _KEYWORD = re.compile(r"\b(\w+)=([\w.'\[\]{}:-]+)")
 
 def _master(module_id: str) -> tuple[str, dict[str, str]]:
     """(the whole master's text, {exercise id: the source of its solution cells}) of a module's master notebook."""
-    cells = json.loads((REPO / "solutions" / f"{module_id}.ipynb").read_text(encoding="utf-8"))["cells"]
-    text, solutions = [], {}
-    for cell in cells:
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        text.append(source)
-        for tag in cell.get("metadata", {}).get("tags", []):
-            if tag.startswith("solution:"):
-                solutions[tag.split(":", 1)[1]] = solutions.get(tag.split(":", 1)[1], "") + source
-    return "\n".join(text), solutions
+    from polyglot_lab.progress import solution_sources
+
+    path = REPO / "solutions" / f"{module_id}.ipynb"
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    text = ["".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"] for cell in cells]
+    return "\n".join(text), solution_sources(path)
 
 
 def _quotes(text: str) -> str:
