@@ -329,10 +329,20 @@ def new_master(files: ModuleFiles, title: str) -> nbformat.NotebookNode:
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nb.metadata["polyglot"] = {"module": files.module_id}
     nb.cells = [
-        nbformat.v4.new_markdown_cell(f"# {nn} · {title}\n\nTODO: what this module builds, and why industry does it."),
+        nbformat.v4.new_markdown_cell(
+            f"# {nn} · {title}\n\nTODO: what this module builds, and why industry does it.\n\n"
+            "### You will be able to\n- TODO: three or more abilities a learner can test themselves on\n\n"
+            "### It assumes\n- TODO: the modules and knowledge it builds on\n\n"
+            "### Time\n<!-- sizing --><!-- /sizing -->\n\n"  # filled by make notebooks (graders/sizing.py)
+            "### Where it sits\nTODO: its stage of the lifecycle (add it to polyglot_lab/course.py's STAGES)."),
         nbformat.v4.new_code_cell(f'import polyglot_lab\n\ngrader = polyglot_lab.Notebook("{files.module_id}")'),
+        nbformat.v4.new_code_cell(f'polyglot_lab.course.show_lifecycle("{files.module_id}")',
+                                  metadata={"tags": ["nbval-ignore-output"]}),
         nbformat.v4.new_markdown_cell("## Your score"),
         nbformat.v4.new_code_cell("grader.score()", metadata={"tags": ["nbval-ignore-output"]}),
+        nbformat.v4.new_markdown_cell(
+            "## What to keep\n- TODO: exactly three ideas\n\n## Where industry goes next\nTODO\n\n"
+            "## Going further\n- TODO: links into the official documentation"),
     ]
     for index, cell in enumerate(nb.cells):
         cell.id = f"{nn}-{index:02d}"
@@ -346,6 +356,7 @@ def master_cells(nb, files: ModuleFiles, exercise_id: str, title: str) -> None:
     level = headings[-1].group(1) if headings else "##"  # module 02 has parts (##) and exercises (###)
     prompt = nbformat.v4.new_markdown_cell(
         f"{level} Exercise {number} · {title}\n\n"
+        "**Why.** TODO: the idea this exercise exercises, derived or shown (graders/teaching.py).\n\n"
         f"TODO: the prompt. Write `solve_{exercise_id}(x)` returning ...; say what it is for in industry, and what the "
         "usual mistake costs.")
     solution = nbformat.v4.new_code_cell(

@@ -21,6 +21,7 @@ import nbformat
 from polyglot_lab.catalogue import REPO
 
 SOLUTIONS, NOTEBOOKS = REPO / "solutions", REPO / "notebooks"
+COURSE_SVG = REPO / "docs" / "course.svg"  # the course diagram (polyglot_lab/course.py), for the README
 EXAMPLES = REPO / "examples"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION[ \t]*\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -129,6 +130,15 @@ def expected_files() -> dict[Path, str]:
     catalogue = load_catalogue()
     titles = {m: {e.id: e.title for e in spec.exercises} for m, spec in catalogue.items()}
     masters = {p.stem: nbformat.read(p, as_version=4) for p in sorted(SOLUTIONS.glob("*.ipynb"))}
+    # Each master's opening states its time, counted from the master itself (graders/sizing.py).
+    from graders import sizing
+    sizes = sizing.measure_course(masters)
+    for module_id, master in masters.items():
+        parts = catalogue[module_id].parts if module_id in catalogue else ()
+        sizing.with_sizing(master, sizing.sizing_text(sizes[module_id], parts), module_id)
+        files[SOLUTIONS / f"{module_id}.ipynb"] = dumps(master)
+    from polyglot_lab.course import svg_text
+    files[COURSE_SVG] = svg_text()
     for module_id, master in masters.items():
         files[NOTEBOOKS / f"{module_id}.ipynb"] = dumps(learner_edition(master, titles.get(module_id)))
     recipes = tomllib.loads((EXAMPLES / "recipes.toml").read_text(encoding="utf-8"))
@@ -147,6 +157,8 @@ def expected_files() -> dict[Path, str]:
     block = sample_block()
     for path in DOCUMENTS:
         files[path] = with_sample(path, block)
+    readme = REPO / "README.md"
+    files[readme] = sizing.with_times_table(files[readme], sizing.times_table(sizes, catalogue), "README.md")
     return files
 
 

@@ -54,6 +54,8 @@ def _toml_value(value) -> str:
         return json.dumps(value, ensure_ascii=False)  # JSON's escapes are TOML's basic-string escapes
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table: [module]'s parts
+        return "{" + ", ".join(f"{key} = {_toml_value(v)}" for key, v in value.items()) + "}"
     raise TypeError(f"no TOML form for {type(value).__name__}")
 
 

@@ -30,7 +30,8 @@ from polyglot_lab import quiet as _quiet  # noqa: E402
 
 _quiet.install()
 
+from polyglot_lab import course  # noqa: E402 - the course diagram, polyglot_lab.course.show_lifecycle(...)
 from polyglot_lab.notebook import Notebook  # noqa: E402 - after the triton guard
 
-__all__ = ["Notebook"]
+__all__ = ["Notebook", "course"]
 __version__ = "0.1.0"

@@ -53,6 +53,14 @@ class ExerciseSpec:
 
 
 @dataclass(frozen=True)
+class PartSpec:
+    """A sitting inside a long module: some of its exercises, scored on their own (`grader.score("A")`)."""
+    id: str
+    title: str
+    exercises: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ModuleSpec:
     id: str
     title: str
@@ -62,6 +70,7 @@ class ModuleSpec:
     total_timeout: float
     exercises: tuple[ExerciseSpec, ...]
     path: Path = field(default=Path(), compare=False)
+    parts: tuple[PartSpec, ...] = ()
 
     @property
     def notebook_checks_module(self) -> str:
@@ -87,6 +96,13 @@ class ModuleSpec:
                 return exercise
         known = ", ".join(e.id for e in self.exercises)
         raise KeyError(f"module {self.id} has no exercise {exercise_id!r} (it has: {known})")
+
+    def part(self, part_id: str) -> PartSpec:
+        for part in self.parts:
+            if part.id == part_id:
+                return part
+        known = ", ".join(p.id for p in self.parts) or "none: it is one sitting"
+        raise KeyError(f"module {self.id} has no part {part_id!r} (its parts: {known})")
 
 
 def _require(table: dict, key: str, path: Path, where: str):
@@ -141,6 +157,7 @@ def load_module(path: Path) -> ModuleSpec:
         ))
     if not exercises:
         raise CatalogueError(f"{path}: no [[exercise]] entries")
+    parts = _parts(module.get("parts", []), [e.id for e in exercises], path)
     return ModuleSpec(
         id=_require(module, "id", path, "[module]"),
         title=_require(module, "title", path, "[module]"),
@@ -150,7 +167,23 @@ def load_module(path: Path) -> ModuleSpec:
         total_timeout=float(module.get("total_timeout", 900)),
         exercises=tuple(exercises),
         path=path,
+        parts=parts,
     )
+
+
+def _parts(raw_parts: list, exercise_ids: list[str], path: Path) -> tuple[PartSpec, ...]:
+    """[[module.parts]]: consecutive runs of exercises, in order, each exercise in exactly one part (or no parts)."""
+    parts = tuple(PartSpec(id=str(_require(raw, "id", path, "a [[module.parts]]")),
+                           title=_require(raw, "title", path, f"part {raw.get('id')!r}"),
+                           exercises=tuple(_require(raw, "exercises", path, f"part {raw.get('id')!r}")))
+                  for raw in raw_parts)
+    listed = [e for part in parts for e in part.exercises]
+    if parts and listed != exercise_ids:
+        raise CatalogueError(f"{path}: [[module.parts]] must list every exercise once, in the catalogue's order "
+                             f"({', '.join(exercise_ids)}); they list {', '.join(listed)}")
+    if len({p.id for p in parts}) != len(parts):
+        raise CatalogueError(f"{path}: two [[module.parts]] share an id")
+    return parts
 
 
 def load_catalogue(directory: Path = CATALOGUE_DIR) -> dict[str, ModuleSpec]:

@@ -100,11 +100,18 @@ class Notebook:
                 else " (the last one)")
         print(f"{exercise_id}, hint {shown + 1} of {len(hints)}: {hints[shown]}{more}")
 
-    def score(self) -> None:
-        """The module's score from the public checks run so far."""
-        lines = [f"{self.spec.id}: {self.spec.title}"]
+    def score(self, part: str | None = None) -> None:
+        """The score from the public checks run so far: the module's, or one part's (a sitting of a long module,
+        `grader.score("A")`)."""
+        if part is None:
+            exercises, heading = self.spec.exercises, f"{self.spec.id}: {self.spec.title}"
+        else:
+            chosen = self.spec.part(part)
+            exercises = tuple(self.spec.exercise(e) for e in chosen.exercises)
+            heading = f"{self.spec.id}, part {chosen.id}: {chosen.title}"
+        lines = [heading]
         total = maximum = 0.0
-        for exercise in self.spec.exercises:
+        for exercise in exercises:
             public = sum(c.points for c in exercise.checks if c.in_notebook)
             if self.grading() or exercise.id not in self.results:
                 lines.append(f"  {exercise.id:<12} not checked yet ({fmt_points(public)} pt)")
@@ -114,8 +121,8 @@ class Notebook:
             got, top = sum(r.score for r in results), sum(r.counted_max for r in results)
             total, maximum = total + got, maximum + top
             lines.append(f"  {exercise.id:<12} {fmt_points(got)}/{fmt_points(top)}")
-        later = sum(e.points + e.hidden_removed for e in self.spec.exercises) - sum(
-            c.points for e in self.spec.exercises for c in e.checks if c.in_notebook)
+        later = sum(e.points + e.hidden_removed for e in exercises) - sum(
+            c.points for e in exercises for c in e.checks if c.in_notebook)
         hidden_note = f" (+ {fmt_points(later)} pt checked when you submit)" if later else ""
         lines.append(f"  {'total':<12} {fmt_points(total)}/{fmt_points(maximum)}{hidden_note}")
         print("\n".join(lines))
