@@ -20,7 +20,34 @@ export KERAS_BACKEND := tensorflow
 export TF_FORCE_GPU_ALLOW_GROWTH := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup grade test lint bench verify notebooks check-notebooks lab submit progress doctor masters serve gradescope release clean
+.PHONY: help setup grade test lint bench verify notebooks check-notebooks lab submit progress doctor masters serve gradescope release clean
+
+# `make` alone lists the targets (tests/test_learner_tools.py checks that every target is listed here).
+help:
+	@echo "Polyglot Lab. Quick start: make grade (about 15 min on 2 cores), then make test (about 25 min)."
+	@echo ""
+	@echo "Learners"
+	@echo "  make lab              JupyterLab on your workspace/ (a copy of notebooks/, never overwritten)"
+	@echo "  make submit           grade workspace/ as make grade would; feedback in workspace/feedback/"
+	@echo "  make progress         each exercise: not started, written, or its last check's score"
+	@echo "Instructors"
+	@echo "  make grade            grade SUBMISSIONS=<dir>/<learner>/<NN_slug>.ipynb into REPORTS (MODULES, JOBS, DEVICE, FRESH=1)"
+	@echo "  make gradescope       a Gradescope autograder zip for MODULES"
+	@echo "  make release          the learner release (no answers) in build/release/dist"
+	@echo "  make serve            a SavedModel behind TensorFlow Serving's REST API: MODEL=<dir>"
+	@echo "  make bench            class-grading benchmark (JOBS=1 vs 2, kill and resume)"
+	@echo "  make doctor           versions, devices and the kernels' protection, with a verdict per line"
+	@echo "Course authors"
+	@echo "  make notebooks        learner editions, examples, probes and notebook checks from the masters"
+	@echo "  make check-notebooks  fail if any generated file drifted from its source"
+	@echo "  make masters          re-execute the masters and store their outputs, then make notebooks"
+	@echo "  make new-exercise     MODULE=NN_slug ID=id: the stubs of a new exercise in every piece"
+	@echo "  make verify           static checks; every master full marks, every learner edition zero"
+	@echo "Developers"
+	@echo "  make setup            the virtual environment .venv (every target makes it when needed)"
+	@echo "  make test             every test; make test-fast leaves out those that run whole notebooks"
+	@echo "  make lint             ruff and mypy"
+	@echo "  make clean            remove reports and scratch files"
 
 setup: $(STAMP)
 

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("--title", help="the exercise's title (default: a TODO)")
     new.add_argument("--root", default=str(REPO), help="the course's folder (default: this repository)")
     new.set_defaults(fn=cmd_new_exercise)
-    doctor = sub.add_parser("doctor", help="versions, devices and providers as a table")
+    doctor = sub.add_parser("doctor", help="versions, devices, providers and the kernels' protection, a verdict per line")
     doctor.set_defaults(fn=cmd_doctor)
     args = parser.parse_args(argv)
     try:
