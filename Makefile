@@ -83,8 +83,8 @@ lint: $(STAMP)
 
 # Serve a SavedModel with TensorFlow Serving's REST API on 127.0.0.1 (reference codec): make serve MODEL=<dir>
 serve: $(STAMP)
-	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=<SavedModel dir> [NAME=digits] [SERVE_PORT=8501]"; exit 2; }
-	$(PY) -m polyglot_lab.serving "$(MODEL)" --codec graders/serving_codec.py --name "$(NAME)" --port "$(SERVE_PORT)"
+	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=<SavedModel dir> [NAME=digits] [SERVE_PORT=8501] [LABEL=stable]"; exit 2; }
+	$(PY) -m polyglot_lab.serving "$(MODEL)" --codec graders/serving_codec.py --name "$(NAME)" --port "$(SERVE_PORT)" $(if $(LABEL),--label "$(LABEL)",)
 
 # A Gradescope autograder zip for MODULES (build/gradescope/autograder.zip); see README.
 gradescope: $(STAMP)

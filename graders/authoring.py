@@ -25,6 +25,7 @@ from pathlib import Path
 
 import nbformat
 
+from graders.teaching import LICENSE_LINE
 from graders.generate import (
     BEGIN, END, KERNEL_BEGIN, KERNEL_END, NOTEBOOK_BEGIN, NOTEBOOK_END, dumps, imported_modules, kernel_side_text,
     module_path, notebook_side_text,
@@ -342,7 +343,7 @@ def new_master(files: ModuleFiles, title: str) -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell("grader.score()", metadata={"tags": ["nbval-ignore-output"]}),
         nbformat.v4.new_markdown_cell(
             "## What to keep\n- TODO: exactly three ideas\n\n## Where industry goes next\nTODO\n\n"
-            "## Going further\n- TODO: links into the official documentation"),
+            "## Going further\n- TODO: links into the official documentation\n\n" + LICENSE_LINE),
     ]
     for index, cell in enumerate(nb.cells):
         cell.id = f"{nn}-{index:02d}"

@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -25,82 +26,208 @@ def _modules(selection: str | None):
     return [catalogue[w] for w in wanted]
 
 
-def cmd_grade(args) -> int:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.table import Table
+def _one_line(text: str) -> str:
+    """Text for one line of the console: a control character in a learner's folder name is shown escaped."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
-    from polyglot_lab.devices import DeviceError, resolve_device
-    from graders.grade import discover_learners, grade_class
-    from graders.sandbox import protection
-    from graders.reports import write_class_reports, write_learner_reports
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_reports_folder(reports: Path, submissions: Path, learners: Iterable[str] = ()) -> list[str]:
+    """Why `reports` cannot take this run's reports, one line each (none: it can). Nothing is made or left behind:
+    where the folder is missing, a file is made and removed in the nearest folder above it."""
+    import tempfile
+
+    from graders.reports import CLASS_FILES, display_name
+
+    if reports.exists() and not reports.is_dir():
+        return [f"REPORTS {reports} is a file, not a folder: give a folder (it is made when missing)"]
+    if submissions.is_dir() and (reports.resolve() == submissions.resolve()
+                                 or submissions.resolve() in reports.resolve().parents):
+        return [f"REPORTS {reports} is inside SUBMISSIONS {submissions}: it would be taken for a learner's folder; "
+                "give a folder outside it"]
+    base = reports
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        return [f"REPORTS {reports}: {base} is a file, so no folder can be made under it"]
+    try:
+        handle, probe = tempfile.mkstemp(dir=base, prefix=".polyglot-write-test-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        return [f"REPORTS {reports}: cannot write in {base} ({exc.strerror or exc})"]
+    problems = [f"REPORTS {reports}: {reports / name} is a folder; the report of that name cannot replace it"
+                for name in (*CLASS_FILES, "grades.sqlite") if (reports / name).is_dir()]
+    problems += [f"REPORTS {reports}: {reports / display_name(learner)} is a file; {learner}'s reports go in a folder "
+                 "of that name" for learner in learners if (reports / display_name(learner)).is_file()]
+    return problems
+
+
+def _protection_label(protection: str) -> str:
+    """The short name of a kernel's protection for one console line ("sandbox", "no sandbox (...)")."""
+    return protection.split(":")[0] if protection else "unknown"
+
+
+def graded_line(result, index: int, total: int) -> str:
+    """One plain line per graded notebook: learner, module, score, time, protection (or why it was not graded)."""
+    from graders.reports import display_name, when
     from graders.results import format_points
-    from graders.store import ResultStore
 
-    console = Console(stderr=False)
+    points = f"{format_points(result.score)}/{format_points(result.max_score)} points"
+    if result.reused:
+        how = when(result).removeprefix("in this run: ")
+    elif not result.submitted:
+        how = "not submitted"
+    else:
+        how = f"{result.execution_s + result.grading_s:.0f} s, {_protection_label(result.protection)}"
+        trouble = result.problem or (f"stopped: {result.stopped}" if result.stopped else "")
+        if trouble:
+            how += f" (!) {trouble.splitlines()[0][:160]}"
+    if result.note:
+        how += "; see the note above"
+    return _one_line(f"[{index}/{total}] {display_name(result.learner)}/{result.module}: {points}, {how}")
+
+
+def summary_lines(results, module_ids: list[str], this_run: list[str]) -> list[str]:
+    """The class summary as plain text, every cell whole (it is never cut to the terminal's width)."""
+    from graders.reports import display_name
+    from graders.results import format_points
+
+    header = ["learner", *(m + ("*" if m in this_run else "") for m in module_ids), "total"]
+    rows = []
+    for learner in results:
+        by_module = {m.module: m for m in learner.modules}
+        cells = [_one_line(display_name(learner.learner))]
+        for module_id in module_ids:
+            m = by_module.get(module_id)
+            cell = "" if m is None else f"{format_points(m.score)}/{format_points(m.max_score)}"
+            if m is not None and not m.submitted:
+                cell += " (missing)"
+            elif m is not None and (m.problem or m.stopped):
+                cell += " (!)"
+            cells.append(cell)
+        cells.append(f"{format_points(learner.score)}/{format_points(learner.max_score)}")
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            .rstrip() for row in [header, *rows]]
+
+
+def cmd_grade(args) -> int:
+    """`make grade`: every input is checked before the first notebook runs (one line each, exit 2); then one line
+    per graded notebook and a summary. The reports show every module the store holds (graders.reports.ClassReports)."""
+    from polyglot_lab.devices import DeviceError, resolve_device
+    from graders.grade import grade_class, quiet_frameworks, survey_class
+    from graders.sandbox import protection
+    from graders.reports import ClassReports
+    from graders.store import ResultStore, StoreError
+
+    quiet_frameworks()
+    plain = not sys.stdout.isatty()
+    progress = None
+
+    def say(line: str = "") -> None:
+        if progress is not None:
+            progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, flush=True)
+
+    def refuse(problems: list[str]) -> int:
+        for problem in problems:
+            say(f"error: {_one_line(problem)}")
+        return 2
+
+    problems: list[str] = []
+    device = "cpu"
     try:
         device = resolve_device(args.device)
     except DeviceError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
-    modules = _modules(args.modules)
-    submissions, reports = Path(args.submissions), Path(args.reports)
+        problems.append(f"DEVICE={args.device}: {exc}")
+    modules = []
     try:
-        learners = discover_learners(submissions)
-    except (FileNotFoundError, ValueError) as exc:  # no class folder; two learner names that collide
-        # one line, not wrapped; a folder name is text, not rich markup ("[/]" in a name would raise MarkupError)
-        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        return 2
-    console.print(f"Grading {len(learners)} learner(s) × {len(modules)} module(s) from {submissions} on {device}")
-    console.print(f"Kernels: {protection()}")
-    started = time.monotonic()
-    done: list = []
+        modules = _modules(args.modules)
+    except SystemExit as exc:
+        problems.append(f"MODULES={args.modules}: {exc}")
+    if not 1 <= args.jobs <= _cpus():
+        problems.append(f"JOBS={args.jobs}: give 1 to {_cpus()} worker processes (this machine has {_cpus()} CPUs; "
+                        "each worker holds about 1.5 GB)")
+    submissions, reports = Path(args.submissions), Path(args.reports)
+    survey = None
+    try:
+        survey = survey_class(submissions, modules)
+    except (OSError, ValueError) as exc:  # no class folder, not laid out as one, two names that collide
+        problems.append(f"SUBMISSIONS: {exc}")
+    problems += check_reports_folder(reports, submissions, survey.learners if survey else [])
+    if problems or survey is None:
+        return refuse(problems)
+    kept_at = reports / "grades.sqlite"
+    try:
+        kept = ResultStore(kept_at).latest() if kept_at.exists() else {}
+    except StoreError as exc:
+        return refuse([f"REPORTS: {exc}"])
     module_ids = [m.id for m in modules]
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
-        task = progress.add_task("grading", total=len(learners) * len(modules))
+    view = ClassReports(kept, module_ids, list(load_catalogue()))
+    lost = view.dropped_from(reports / "gradebook.csv")
+    if lost:
+        examples = ", ".join(f"{module} of {learner}" for learner, module in lost[:3])
+        return refuse([f"REPORTS: {reports / 'gradebook.csv'} shows {len(lost)} score(s) that {kept_at} does not "
+                       f"hold ({examples}{', …' if len(lost) > 3 else ''}): these reports would lose them. Was the "
+                       "store deleted or replaced? Give another REPORTS folder, or move gradebook.csv away"])
+    try:
+        store = ResultStore(kept_at)
+    except StoreError as exc:
+        return refuse([f"REPORTS: {exc}"])
 
-        def on_result(result):
-            progress.advance(task)
-            progress.update(task, description=f"{result.learner}/{result.module}")
+    say(f"Grading {len(survey.learners)} learner(s) × {len(modules)} module(s) from {submissions} on {device}"
+        + (", everything again (FRESH)" if args.no_resume else ""))
+    say(f"Kernels: {protection()}")
+    for warning in survey.warnings():
+        say(f"warning: {_one_line(warning)}")
+    started = time.monotonic()
+    total = len(survey.learners) * len(modules)
+    count = 0
 
-        def on_learner(learner_result):
-            done.append(learner_result)
-            write_learner_reports(reports, learner_result)
-            write_class_reports(reports, done, module_ids)  # rewritten atomically after every learner
+    def on_result(result):
+        nonlocal count
+        count += 1
+        result.this_run = True
+        say(graded_line(result, count, total))
+        if progress is not None:
+            progress.update(task, advance=1, description=_one_line(f"{result.learner}/{result.module}"))
 
-        store = None if args.no_resume else ResultStore(reports / "grades.sqlite")
-        results = grade_class(submissions, modules, device, on_result=on_result, on_learner=on_learner,
-                              jobs=max(1, args.jobs), store=store)
-    table = Table(title=f"Class summary ({time.monotonic() - started:.0f} s)")
-    table.add_column("learner")
-    for module in modules:
-        table.add_column(module.id, justify="right")
-    table.add_column("total", justify="right")
-    for learner in results:
-        cells = []
-        for m in learner.modules:
-            cell = f"{format_points(m.score)}/{format_points(m.max_score)}"
-            if not m.submitted:
-                cell += " (missing)"
-            elif m.problem or m.stopped:
-                cell += " (!)"
-            cells.append(cell)
-        table.add_row(learner.learner, *cells, f"{format_points(learner.score)}/{format_points(learner.max_score)}")
-    console.print(table)
-    console.print("(!) = the notebook crashed, timed out or could not be read: see the learner's feedback.html")
-    graded = [m for learner in results for m in learner.modules if m.peak_memory_mb]
+    def on_learner(learner_result):
+        view.write_learner(reports, learner_result)
+        view.write_class(reports)  # rewritten atomically after every learner
+
+    if plain:
+        grade_class(submissions, modules, device, on_result=on_result, on_learner=on_learner, jobs=args.jobs,
+                    store=store, fresh=args.no_resume)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      transient=True) as progress:
+            task = progress.add_task("grading", total=total)
+            grade_class(submissions, modules, device, on_result=on_result, on_learner=on_learner, jobs=args.jobs,
+                        store=store, fresh=args.no_resume)
+        progress = None
+    results, shown = view.results(), view.module_ids()
+    earlier = [m for m in shown if m not in module_ids]
+    say(f"Class summary ({time.monotonic() - started:.0f} s): {len(results)} learner(s); * = graded this run"
+        + (f"; kept from earlier runs: {', '.join(earlier)}" if earlier else ""))
+    for line in summary_lines(results, shown, module_ids):
+        say(line)
+    say("(missing) = not submitted; (!) = the notebook crashed, timed out or could not be read: see the learner's "
+        "feedback.html")
+    graded = [m for learner in results for m in learner.modules if m.this_run and m.peak_memory_mb]
     if graded:
-        console.print(f"Peak memory: kernel {max(m.peak_memory_mb for m in graded):,.0f} MB, "
-                      f"grading process {max(m.worker_peak_mb for m in graded):,.0f} MB")
-    console.print(f"Reports: {reports}/gradebook.csv, {reports}/junit.xml, {reports}/<learner>/results.json and feedback.html")
+        say(f"Peak memory: kernel {max(m.peak_memory_mb for m in graded):,.0f} MB, "
+            f"grading process {max(m.worker_peak_mb for m in graded):,.0f} MB")
+    say(f"Reports: {reports}/gradebook.csv (gradebook-excel.csv for Excel), {reports}/junit.xml, "
+        f"{reports}/<learner>/results.json and feedback.html")
     return 0
 
 
@@ -248,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--modules", default="all", help="comma-separated module ids, or all")
     grade.add_argument("--jobs", type=int, default=1, help="grade this many notebooks at once (worker processes)")
     grade.add_argument("--no-resume", action="store_true",
-                       help="grade everything again, ignoring results kept in <reports>/grades.sqlite")
+                       help="grade the selected modules again without reusing the results kept in "
+                       "<reports>/grades.sqlite (the new ones are kept; the reports keep the other modules)")
     grade.set_defaults(fn=cmd_grade)
     submit = sub.add_parser("submit", help="grade your workspace as the instructor would (feedback in "
                             "<workspace>/feedback/)")

@@ -22,6 +22,8 @@ from polyglot_lab.catalogue import REPO
 
 SOLUTIONS, NOTEBOOKS = REPO / "solutions", REPO / "notebooks"
 COURSE_SVG = REPO / "docs" / "course.svg"  # the course diagram (polyglot_lab/course.py), for the README
+# Every notebook's licence, in its metadata (written here) and its last cell (held by graders/teaching.py)
+LICENSE_NOTE = "Code: MIT (LICENSE). Text: CC-BY-4.0 (LICENSE-content.md). Polyglot Lab contributors."
 EXAMPLES = REPO / "examples"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION[ \t]*\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -136,6 +138,7 @@ def expected_files() -> dict[Path, str]:
     for module_id, master in masters.items():
         parts = catalogue[module_id].parts if module_id in catalogue else ()
         sizing.with_sizing(master, sizing.sizing_text(sizes[module_id], parts), module_id)
+        master.metadata["license"] = LICENSE_NOTE  # every edition made from it says the same
         files[SOLUTIONS / f"{module_id}.ipynb"] = dumps(master)
     from polyglot_lab.course import svg_text
     files[COURSE_SVG] = svg_text()

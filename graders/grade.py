@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import secrets
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -155,12 +157,166 @@ def _nfc_learners(names: Iterable[str]) -> list[str]:
     return [seen[key] for key in sorted(seen)]
 
 
+LAYOUT = "<dir>/<learner>/<NN_slug>.ipynb"
+
+
+def _shown(name: str) -> str:
+    """A file name as one line of a message: as it is, or escaped where it holds a control character."""
+    return name if name.isprintable() else ascii(name)
+
+
+def _listed(names: list[str], most: int = 4) -> str:
+    shown = ", ".join(_shown(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def notebook_key(name: str) -> str:
+    """A notebook's name as near matching compares it: without `.ipynb`, case-folded, every run of spaces, dashes,
+    dots, underscores and brackets one `_`, and a leading "Copy of " dropped. "00_Setup (1).ipynb" -> "00_setup_1"."""
+    stem = name[:-len(".ipynb")] if name.lower().endswith(".ipynb") else name
+    key = re.sub(r"[\s\-_.()\[\]]+", "_", stem.casefold()).strip("_")
+    return key[len("copy_of_"):] if key.startswith("copy_of_") else key
+
+
+def _is_candidate(path: Path) -> bool:
+    """A notebook a learner may have meant as a submission: not Jupyter's checkpoint, not the course's own update
+    that `polyglot-lab get` puts beside the learner's work (NN_slug.new.ipynb)."""
+    name = path.name.lower()
+    return name.endswith(".ipynb") and not name.endswith((".new.ipynb", "-checkpoint.ipynb"))
+
+
+def learner_notebooks(folder: Path) -> list[Path]:
+    """The notebooks in a learner's folder and in its subfolders one level down (a repository's notebooks/, say),
+    hidden folders and .ipynb_checkpoints left out."""
+    def listing(where: Path) -> list[Path]:
+        try:
+            return sorted(p for p in where.iterdir() if not p.name.startswith("."))
+        except OSError:  # unreadable: nothing found there (grading an exact name says why it cannot be read)
+            return []
+
+    found = []
+    for entry in listing(folder):
+        if entry.is_dir():
+            found += [p for p in listing(entry) if p.is_file() and _is_candidate(p)]
+        elif entry.is_file() and _is_candidate(entry):
+            found.append(entry)
+    return found
+
+
+def find_notebook(folder: Path, spec: ModuleSpec, modules: Iterable[ModuleSpec] = ()) -> tuple[Path | None, str | None]:
+    """(the notebook to grade for `spec` in a learner's folder, a note for the learner's feedback or None).
+
+    The exact name wins. Otherwise a near match is taken when it is the only one: a notebook whose name, compared as
+    notebook_key does, is the module's or starts with it ("00_Setup (1).ipynb", "Copy of 00_setup.ipynb",
+    "notebooks/00_setup.ipynb"), and that is no other module's near match (`modules`: the modules being graded).
+    Two or more near matches: none is graded, and the note names them."""
+    wanted = spec.notebook_name
+    exact = folder / wanted
+    others = [m for m in modules if m.id != spec.id]
+    exact_names = {wanted, *(m.notebook_name for m in others)}
+
+    def near(path: Path, module: ModuleSpec) -> bool:
+        key, target = notebook_key(path.name), notebook_key(module.notebook_name)
+        return key == target or key.startswith(target + "_")
+
+    close = [p for p in learner_notebooks(folder) if not (p.parent == folder and p.name in exact_names)
+             and near(p, spec) and not any(near(p, m) for m in others)]
+    names = [p.relative_to(folder).as_posix() for p in close]
+    if exact.exists():  # a folder or an unreadable file of that name too: grade_module says what is wrong with it
+        return exact, (f"Graded {wanted}; also found {_listed(names)}, not graded." if close else None)
+    if len(close) == 1:
+        return close[0], (f"{wanted} was not found: graded {_shown(names[0])} instead, the only notebook whose name is "
+                          f"close to it. Name it {wanted} next time.")
+    if close:
+        return None, (f"{wanted} was not found, and {len(close)} notebooks have names close to it ({_listed(names)}): "
+                      f"none was graded, as it is not clear which one is the submission. Rename that one {wanted}.")
+    return None, None
+
+
+class ClassLayoutError(ValueError):
+    """The submissions folder is not laid out as <dir>/<learner>/<NN_slug>.ipynb: said before any grading."""
+
+
+@dataclass
+class ClassSurvey:
+    """What a submissions folder holds: the learners (folder names on disk, sorted by their NFC form), the files at
+    its top that are not learner folders (ignored, and said), and each (learner, module)'s notebook with its note."""
+    folder: Path
+    learners: list[str]
+    stray: list[str] = field(default_factory=list)
+    found: dict[tuple[str, str], tuple[Path | None, str | None]] = field(default_factory=dict)
+
+    def warnings(self) -> list[str]:
+        said = []
+        if self.stray:
+            notebooks = [n for n in self.stray if n.lower().endswith(".ipynb")]
+            said.append(f"ignored {len(self.stray)} file(s) at the top of {self.folder}, which holds one folder per "
+                        f"learner: {_listed(self.stray)}"
+                        + (" (a notebook there belongs in its learner's folder)" if notebooks else ""))
+        for (learner, module), (_path, note) in self.found.items():
+            if note:
+                said.append(f"{_shown(learner)}/{module}: {note}")
+        return said
+
+
+def survey_class(submissions: Path, modules: Iterable[ModuleSpec] = ()) -> ClassSurvey:
+    """The class in `submissions`, or an error that says what the folder holds and what was expected (LAYOUT):
+    FileNotFoundError without a folder; ClassLayoutError for a folder with no learner folders, one learner's own
+    folder (course notebooks at its top and no notebook below), or learner folders none of which holds a notebook;
+    ValueError when two learner names collide under NFC."""
+    modules = list(modules)
+    if not submissions.is_dir():
+        what = "a file, not a folder" if submissions.exists() else "no such submissions folder"
+        raise FileNotFoundError(f"{submissions}: {what} (expected {LAYOUT})")
+    entries = [e for e in sorted(submissions.iterdir()) if not e.name.startswith(".")]
+    folders = [e.name for e in entries if e.is_dir()]
+    files = [e.name for e in entries if not e.is_dir()]
+    course = re.compile(r"^\d\d_")
+    top_notebooks = [n for n in files if _is_candidate(Path(n)) and (course.match(notebook_key(n)) or any(
+        notebook_key(n).startswith(notebook_key(m.notebook_name)) for m in modules))]
+    holding = [f for f in folders if learner_notebooks(submissions / f)]
+    if top_notebooks and not holding:
+        below = f" and its {len(folders)} subfolder(s) ({_listed(folders)}) hold no notebook" if folders else ""
+        raise ClassLayoutError(
+            f"{submissions} looks like one learner's folder: it holds {_listed(top_notebooks)} itself{below}; pass the "
+            f"folder that holds one folder per learner (expected {LAYOUT})")
+    if not folders:
+        held = f"only {len(files)} file(s): {_listed(files)}" if files else "nothing"
+        raise ClassLayoutError(f"{submissions} holds no learner folders ({held}); expected {LAYOUT}")
+    if not holding:
+        raise ClassLayoutError(f"none of the {len(folders)} learner folder(s) in {submissions} ({_listed(folders)}) "
+                               f"holds a notebook (.ipynb); expected {LAYOUT}")
+    learners = _nfc_learners(folders)
+    found = {(learner, spec.id): find_notebook(submissions / learner, spec, modules)
+             for learner in learners for spec in modules}
+    return ClassSurvey(submissions, learners, files, found)
+
+
 def discover_learners(submissions: Path) -> list[str]:
     """The learner folders of a class by their names on disk (what finds <learner>/<NN_slug>.ipynb; reports show
-    them in NFC). FileNotFoundError without a class folder; ValueError when two names collide under NFC."""
-    if not submissions.is_dir():
-        raise FileNotFoundError(f"{submissions}: no such submissions folder (expected <dir>/<learner>/<NN_slug>.ipynb)")
-    return _nfc_learners(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    them in NFC). FileNotFoundError without a class folder; ValueError (ClassLayoutError) when the folder is not laid
+    out as a class or two names collide under NFC (survey_class)."""
+    return survey_class(submissions).learners
+
+
+# What the grading process's own framework calls print about the frameworks themselves (the grader builds reference
+# models, exports and runs them): TensorFlow's Python logger ("5 out of the last 5 calls to <function> triggered
+# tf.function retracing"), absl's, and framework warnings. The learner's code never runs here (kernel and checker are
+# processes of their own, their output captured), so nothing a learner needs to see is dropped.
+FRAMEWORK_LOGGERS = ("tensorflow", "absl", "keras", "jax", "torch", "onnx", "onnxruntime", "onnxscript", "h5py")
+FRAMEWORK_MODULES = r"(tensorflow|tf_keras|keras|absl|jax|torch|torchvision|onnx|onnxruntime|onnxscript|onnx_ir|" \
+                    r"tf2onnx|h5py|google\.protobuf|ai_edge_litert|numpy|sklearn|ml_dtypes)(\.|$)"
+
+
+def quiet_frameworks() -> None:
+    """No framework noise in the grader's console (`make grade`, and each grading worker process)."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name in FRAMEWORK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=FRAMEWORK_MODULES)
 
 
 def _grade_task(task: tuple) -> ModuleResult:
@@ -174,33 +330,45 @@ def _grade_task(task: tuple) -> ModuleResult:
 def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
                 on_result: Callable[[ModuleResult], None] | None = None,
                 on_learner: Callable[[LearnerResult], None] | None = None,
-                jobs: int = 1, store=None, limits=None) -> list[LearnerResult]:
+                jobs: int = 1, store=None, limits=None, fresh: bool = False) -> list[LearnerResult]:
     """Grade every learner's notebooks. With a ResultStore, results graded before under the same submission and
-    grader version are reused (a killed run resumes); `jobs` > 1 grades in that many worker processes.
-    Seeds derive from the submission's content, so serial, parallel and resumed runs agree."""
+    grader version are reused (a killed run resumes; `fresh`: nothing is reused, everything is graded and stored
+    again); `jobs` > 1 grades in that many worker processes. A notebook found by a near match (find_notebook) is
+    graded, and its result carries the note. Seeds derive from the submission's content, so serial, parallel and
+    resumed runs agree."""
     from graders.store import content_hash, derived_seed
 
+    if jobs < 1:
+        raise ValueError(f"jobs must be 1 or more, not {jobs}")
     modules = list(modules)
-    learners = discover_learners(submissions)
+    survey = survey_class(submissions, modules)
+    learners = survey.learners
     hide = (submissions.resolve(), *([store.path.resolve().parent] if store else []))  # the class, the results
     done: dict[tuple[str, str], ModuleResult] = {}
+    notes: dict[tuple[str, str], str | None] = {}
     pending: list[tuple[tuple, str]] = []
     for learner in learners:
         for spec in modules:
-            path = submissions / learner / spec.notebook_name
+            path, notes[(learner, spec.id)] = survey.found[(learner, spec.id)]
             digest = content_hash(path)
-            cached = store.get(learner, spec.id, device, digest) if store else None
+            cached = store.get(learner, spec.id, device, digest) if store and not fresh else None
             if cached is not None:
+                cached.reused, cached.note = "unchanged", notes[(learner, spec.id)]
                 done[(learner, spec.id)] = cached
+                continue
+            graded = store.last(learner, spec.id) if store and path is None else None
+            if graded is not None and graded.submitted:  # a notebook no longer there never replaces its result
+                graded.reused, graded.note = "missing", notes[(learner, spec.id)]
+                done[(learner, spec.id)] = graded
             else:
-                task = (path if path.exists() else None, spec, learner, device, derived_seed(digest, spec.id), limits,
-                        hide)
+                task = (path, spec, learner, device, derived_seed(digest, spec.id), limits, hide)
                 pending.append((task, digest))
 
     reported: set[str] = set()
 
     def report(result: ModuleResult | None = None, digest: str | None = None) -> None:
         if result is not None:
+            result.note = notes[(result.learner, result.module)]
             done[(result.learner, result.module)] = result
             if store:
                 store.put(result, device, digest)
@@ -224,7 +392,8 @@ def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn, not fork: the parent may hold TensorFlow/torch state that does not survive a fork
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=quiet_frameworks) as pool:
             futures = {pool.submit(_grade_task, task): digest for task, digest in pending}
             for future in as_completed(futures):
                 report(future.result(), futures[future])

@@ -80,21 +80,33 @@ def run(submission: Path, results: Path, modules: list[ModuleSpec], device: str 
     from graders.results import LearnerResult
 
     device = resolve_device(device)
-    graded = [grade_module(_find(submission, spec), spec, "submission", device, hide=(results.parent,))
-              for spec in modules]
+    graded = []
+    for spec in modules:
+        path, note = find(submission, spec, modules)
+        result = grade_module(path, spec, "submission", device, hide=(results.parent,))
+        result.note = note
+        graded.append(result)
     payload = gradescope_results(LearnerResult("submission", graded))
     atomic_write(results, json.dumps(payload, indent=2))
     return payload
 
 
-def _find(submission: Path, spec: ModuleSpec) -> Path | None:
-    """The module's notebook in the submission: by its exact name, else the only .ipynb uploaded."""
-    exact = submission / spec.notebook_name
-    if exact.is_file():
-        return exact
-    notebooks = sorted(p for p in submission.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-    matching = [p for p in notebooks if p.name == spec.notebook_name]
-    return matching[0] if matching else None
+def find(submission: Path, spec: ModuleSpec, modules: list[ModuleSpec]) -> tuple[Path | None, str | None]:
+    """The module's notebook in the submission, and a note for the learner when it is not the exact name: the exact
+    name, else its only near match (graders.grade.find_notebook: "00_Setup (1).ipynb", a subfolder), else, when one
+    module is graded, the only .ipynb uploaded (anywhere in the upload, checkpoints left out)."""
+    from graders.grade import find_notebook
+
+    path, note = find_notebook(submission, spec, modules)
+    if path is not None or note is not None or len(modules) != 1:
+        return path, note
+    notebooks = sorted(p for p in submission.rglob("*.ipynb") if p.is_file() and ".ipynb_checkpoints" not in p.parts
+                       and not any(part.startswith(".") for part in p.relative_to(submission).parts))
+    if len(notebooks) == 1:
+        name = notebooks[0].relative_to(submission).as_posix()
+        return notebooks[0], (f"{spec.notebook_name} was not found: graded {name} instead, the only notebook "
+                              f"uploaded. Name it {spec.notebook_name} next time.")
+    return None, None
 
 
 def error_results(results: Path, message: str) -> None:

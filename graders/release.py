@@ -83,7 +83,7 @@ def learner_pyproject(version: str) -> str:
     meta = project()
     deps = "".join(f"    {json.dumps(d)},\n" for d in learner_dependencies())
     return f"""[build-system]
-requires = ["setuptools>=68"]
+requires = ["setuptools>=77"]
 build-backend = "setuptools.build_meta"
 
 [project]
@@ -91,6 +91,8 @@ name = "{DISTRIBUTION}"
 version = "{version}"
 description = "Polyglot Lab, the learner's edition: the course notebooks and their in-notebook checks."
 readme = "README.md"
+license = {json.dumps(meta["license"])}
+license-files = {json.dumps(meta["license-files"])}
 requires-python = {json.dumps(meta["requires-python"])}
 dependencies = [
 {deps}]
@@ -186,6 +188,8 @@ def stage(source: Path, address: str = "", modules: list[str] | None = None) -> 
     version = project()["version"]
     (source / "pyproject.toml").write_text(learner_pyproject(version), encoding="utf-8")
     shutil.copy(LEARNER_README, source / "README.md")
+    for name in project()["license-files"]:  # the licences travel with what they license
+        shutil.copy(REPO / name, source / name)
     return source
 
 

@@ -1,8 +1,12 @@
-"""Render results: gradebook.csv, <learner>/results.json (Gradescope), <learner>/feedback.html, junit.xml.
+"""Render results: gradebook.csv (and gradebook-excel.csv), <learner>/results.json (Gradescope),
+<learner>/feedback.html, junit.xml.
 
 Every file is written atomically (a temporary file, then os.replace), so a killed run never
 leaves a half-written report behind. Report files are mode 0644 and the folders made for them 0755, whatever
 the umask: teaching assistants and web servers read them. Learner names are shown in Unicode NFC.
+
+A reports folder shows every module its store (grades.sqlite) holds, not only the modules graded by the run that
+writes it (ClassReports): grading one module a week never drops last week's column.
 """
 from __future__ import annotations
 
@@ -12,17 +16,18 @@ import io
 import json
 import os
 import tempfile
+import time
 import unicodedata
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from graders.results import FAILED, PASSED, SKIPPED, CheckResult, LearnerResult, format_points
+from graders.results import FAILED, PASSED, SKIPPED, CheckResult, LearnerResult, ModuleResult, format_points
 
 
 FILE_MODE, FOLDER_MODE = 0o644, 0o755
 
 
-def _make_folders(folder: Path) -> None:
+def make_folders(folder: Path) -> None:
     """mkdir -p, with every folder made here chmod-ed to FOLDER_MODE (mkdir's mode is masked by the umask, and
     parents=True ignores it); folders that exist already keep the mode their owner gave them."""
     missing = []
@@ -38,7 +43,7 @@ def _make_folders(folder: Path) -> None:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    _make_folders(path.parent)
+    make_folders(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mkstemp: mode 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
@@ -101,12 +106,41 @@ def gradebook_csv(results: list[LearnerResult], module_ids: list[str]) -> str:
     return "".join(rows)
 
 
+# Excel opens a .csv by double-click in the system's legacy code page (Windows-1252 in western Europe) unless the file
+# starts with a byte order mark: "José" then reads "JosÃ©". gradebook.csv stays plain UTF-8 without one, for scripts,
+# pandas and LMS imports (a BOM would become part of the first header, "\ufefflearner", for most readers);
+# gradebook-excel.csv is the same table with the BOM, for Excel.
+BOM = "\ufeff"
+
+
+def gradebook_excel_csv(results: list[LearnerResult], module_ids: list[str]) -> str:
+    return BOM + gradebook_csv(results, module_ids)
+
+
 # -- results.json (Gradescope autograder schema) -----------------------------------------------
+def when(module: ModuleResult) -> str:
+    """Whether a module was graded by the run that wrote the reports, or kept from an earlier one (and when)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(module.graded_at)) if module.graded_at else ""
+    if module.this_run and module.reused == "unchanged" and stamp:
+        return f"in this run: unchanged since it was graded on {stamp}"
+    if module.this_run and module.reused == "missing" and stamp:
+        return f"in this run: the notebook was not found, so the result graded on {stamp} is kept"
+    if module.this_run:
+        return "graded this run"
+    return f"kept from an earlier run: graded on {stamp}" if stamp else ""
+
+
+SKIPPED_NOTE = "This check did not run here, so it counts neither for nor against your score."
+
+
 def gradescope_results(learner: LearnerResult) -> dict:
+    """Gradescope's results.json (gradescope-autograders.readthedocs.io, "Autograder Specifications"). A test's
+    "status" is optional, "passed" or "failed", and without it Gradescope marks a test passed when its score equals
+    its max_score: a skipped check (no device) therefore has no status, score or max_score, and its output says why."""
     tests = []
     for module in learner.modules:
         for check in module.checks:
-            test = {
+            test: dict = {
                 "name": f"{check.exercise}: {check.title}",
                 "name_format": "text",
                 "number": f"{module.module}.{check.exercise}.{check.check}",
@@ -117,20 +151,35 @@ def gradescope_results(learner: LearnerResult) -> dict:
                 "visibility": "hidden" if check.hidden else "visible",
                 "tags": [module.module, check.exercise],
             }
-            if check.status == SKIPPED:
-                test["status"] = "passed"  # Gradescope knows passed/failed only; 0/0 points, says "skipped"
+            if check.status == SKIPPED:  # neither passed nor failed: 0/0 points would show as passed
+                del test["score"], test["max_score"], test["status"]
+                test["output"] = f"{learner_message(check)}. {SKIPPED_NOTE}"
+                test["tags"].append("skipped")
             tests.append(test)
-    summary = ", ".join(f"{m.module}: {format_points(m.score)}/{format_points(m.max_score)}"
-                        + ("" if m.submitted else " (not submitted)") for m in learner.modules)
+
+    def remark(m: ModuleResult) -> str:
+        said = [] if m.submitted else ["not submitted"]
+        said += [w for w in [when(m)] if w.startswith("kept")]
+        return f" ({'; '.join(said)})" if said else ""
+
+    summary = ", ".join(f"{m.module}: {format_points(m.score)}/{format_points(m.max_score)}{remark(m)}"
+                        for m in learner.modules)
     total = f"{format_points(learner.score)}/{format_points(learner.max_score)}"
-    return {
+    payload = {
         "score": learner.score,
         "execution_time": round(learner.execution_s, 2),
-        "output": f"{display_name(learner.learner)}: {total} ({summary})",
+        "output": f"{display_name(learner.learner)}: {total} ({summary})"
+                  + "".join(f"\n{m.module}: {m.note}" for m in learner.modules if m.note),
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
     }
+    if any(m.graded_at or m.this_run for m in learner.modules):
+        payload["extra_data"] = {"modules": [
+            {"module": m.module, "graded_this_run": m.this_run,
+             "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(m.graded_at)) if m.graded_at else None,
+             "grader": m.grader or None} for m in learner.modules]}
+    return payload
 
 
 # -- feedback.html ---------------------------------------------------------------------------
@@ -141,7 +190,7 @@ table{border-collapse:collapse;width:100%} td,th{padding:.35rem .5rem;border-bot
 text-align:left;vertical-align:top} .passed{color:#137333} .failed{color:#b3261e} .skipped{color:#666}
 pre{white-space:pre-wrap;margin:0;font-family:ui-monospace,monospace;font-size:.85rem}
 .exercise td{background:#f6f8fa;padding-top:.6rem}
-.note{background:#fff4e5;padding:.5rem .75rem;border-left:4px solid #f0a000}
+.note{background:#fff4e5;padding:.5rem .75rem;border-left:4px solid #f0a000} .when{color:#666;font-size:.9rem}
 """
 
 
@@ -162,6 +211,10 @@ def feedback_html(learner: LearnerResult, catalogue: dict | None = None) -> str:
     for module in learner.modules:
         parts.append(f"<h2>{esc(module.module)}: {esc(module.title)} "
                      f"({format_points(module.score)} / {format_points(module.max_score)})</h2>")
+        if when(module):
+            parts.append(f"<p class='when'>{esc(when(module)[:1].upper() + when(module)[1:])}.</p>")
+        if module.note:
+            parts.append(f"<p class='note'>{esc(module.note)}</p>")
         if module.problem:
             parts.append(f"<p class='note'>{esc(module.problem)}</p>")
         if module.stopped:
@@ -229,4 +282,83 @@ def write_learner_reports(reports: Path, learner: LearnerResult) -> None:
 
 def write_class_reports(reports: Path, results: list[LearnerResult], module_ids: list[str]) -> None:
     atomic_write(reports / "gradebook.csv", gradebook_csv(results, module_ids))
+    atomic_write(reports / "gradebook-excel.csv", gradebook_excel_csv(results, module_ids))
     atomic_write(reports / "junit.xml", junit_xml(results))
+
+
+CLASS_FILES = ("gradebook.csv", "gradebook-excel.csv", "junit.xml")
+LEARNER_FILES = ("results.json", "feedback.html")
+
+
+class ClassReports:
+    """What a reports folder shows: every (learner, module) its store holds, with this run's results over them.
+
+    `kept` is the store's {learner: {module: result}} (ResultStore.latest) before the run; `add` puts a learner's
+    results of this run over theirs and marks them `this_run`. Learners are keyed by their NFC name, as the reports
+    show them; a learner the store holds whose folder is not in this run's class keeps their row. Modules are ordered
+    as `order` (the catalogue) has them, others (no longer in the catalogue) after, by name."""
+
+    def __init__(self, kept: dict[str, dict[str, ModuleResult]], this_run: list[str], order: list[str]):
+        self.this_run, self.order = list(this_run), list(order)
+        self.modules: dict[str, dict[str, ModuleResult]] = {}  # NFC name -> module -> result
+        self.names: dict[str, str] = {}                         # NFC name -> the name on disk
+        for learner, results in kept.items():
+            key = display_name(learner)
+            mine = self.modules.setdefault(key, {})
+            for module, result in results.items():
+                if module not in mine or result.graded_at >= mine[module].graded_at:
+                    mine[module] = result
+            self.names.setdefault(key, learner)
+
+    def module_ids(self) -> list[str]:
+        present = {m for results in self.modules.values() for m in results} | set(self.this_run)
+        known = [m for m in self.order if m in present]
+        return known + sorted(present - set(known))
+
+    def add(self, learner: LearnerResult) -> LearnerResult:
+        """This run's results for a learner, over what the store kept: what their reports show."""
+        key = display_name(learner.learner)
+        mine = self.modules.setdefault(key, {})
+        for result in learner.modules:
+            result.this_run = True
+            mine[result.module] = result
+        self.names[key] = learner.learner
+        return self.learner(key)
+
+    def learner(self, key: str) -> LearnerResult:
+        mine = self.modules[key]
+        return LearnerResult(self.names[key], [mine[m] for m in self.module_ids() if m in mine])
+
+    def results(self) -> list[LearnerResult]:
+        return [self.learner(key) for key in sorted(self.modules)]
+
+    def write_learner(self, reports: Path, learner: LearnerResult) -> LearnerResult:
+        merged = self.add(learner)
+        write_learner_reports(reports, merged)
+        return merged
+
+    def write_class(self, reports: Path) -> None:
+        write_class_reports(reports, self.results(), self.module_ids())
+
+    def dropped_from(self, gradebook: Path) -> list[tuple[str, str]]:
+        """(learner, module) scores an existing gradebook.csv shows that these reports would not: what writing them
+        would lose (the store was deleted or replaced, say). Read before any grading."""
+        try:
+            with gradebook.open(newline="", encoding="utf-8-sig") as handle:
+                rows = list(csv.reader(handle))
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return [("?", f"{gradebook.name} could not be read")]
+        if not rows:
+            return []
+        header, modules = rows[0], rows[0][1:-2] if rows[0][-2:] == ["total", "max_total"] else rows[0][1:]
+        shown = {csv_text(key): set(results) for key, results in self.modules.items()}
+        lost = []
+        for row in rows[1:]:
+            if not row:
+                continue
+            have = shown.get(row[0], set())
+            lost += [(row[0], module) for module, cell in zip(modules, row[1:len(header)]) if cell.strip()
+                     and module not in have]
+        return lost

@@ -25,6 +25,11 @@ class ModuleResult:
     worker_peak_mb: float = 0.0           # the grading process (checks, reference models) at its largest so far
     checker_starts: int = 0               # checker processes this module needed (1; more after a crash or timeout)
     protection: str = ""                  # the kernel's sandbox, or why there was none (graders/sandbox.py)
+    note: str | None = None               # about the file graded: a near match taken for the module's notebook, ...
+    graded_at: float = 0.0                # when it was graded (time.time(); set by the store)
+    grader: str = ""                      # the grader version that graded it (graders.store.grader_version)
+    this_run: bool = field(default=False, compare=False)  # graded (or found unchanged) by the run writing the reports
+    reused: str = field(default="", compare=False)  # this run took it from the store: "unchanged" or "missing"
     cell_errors: dict = field(default_factory=dict)                 # cell index -> "ename: evalue"
     notebook: object = field(default=None, repr=False, compare=False)  # the executed notebook
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import time
@@ -71,32 +72,77 @@ def module_result_to_dict(result: ModuleResult) -> dict:
             "checks": [c.to_dict() for c in result.checks], "stopped": result.stopped, "problem": result.problem,
             "execution_s": result.execution_s, "grading_s": result.grading_s, "seed": result.seed,
             "peak_memory_mb": result.peak_memory_mb, "worker_peak_mb": result.worker_peak_mb,
-            "protection": result.protection,
+            "protection": result.protection, "note": result.note,
             "cell_errors": {str(k): v for k, v in result.cell_errors.items()}}
 
 
+class StoreError(ValueError):
+    """The store cannot be used (not a database, not writable): said in one line before any grading."""
+
+
 class ResultStore:
-    """reports/grades.sqlite: one row per (learner, module, device), with the key it was graded under."""
+    """reports/grades.sqlite: one row per (learner, module, device), with the key it was graded under.
+
+    Like the reports beside it, the file is mode 0644 and the folders made for it 0755, whatever the umask (who may
+    read it is the reports folder's business: an existing folder keeps its mode)."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from graders.reports import FILE_MODE, make_folders
+
+        make_folders(path.parent)
         self.path = path
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS results (learner TEXT, module TEXT, device TEXT, "
-                       "submission TEXT, grader TEXT, result TEXT, graded_at REAL, "
-                       "PRIMARY KEY (learner, module, device))")
+        new = not path.exists()
+        try:
+            with self._connect() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS results (learner TEXT, module TEXT, device TEXT, "
+                           "submission TEXT, grader TEXT, result TEXT, graded_at REAL, "
+                           "PRIMARY KEY (learner, module, device))")
+                db.execute("SELECT learner, module, device, submission, grader, result, graded_at FROM results LIMIT 1")
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")  # takes the write lock: a read-only file or folder fails here
+                db.rollback()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: not a usable grades store ({exc})") from None
+        if new:
+            os.chmod(path, FILE_MODE)  # sqlite makes it 0666 & ~umask: 0600 under a umask of 077
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60)
 
+    @staticmethod
+    def _result(row) -> ModuleResult:
+        result = module_result_from_dict(json.loads(row[0]))
+        result.grader, result.graded_at = row[1], row[2] or 0.0
+        return result
+
     def get(self, learner: str, module: str, device: str, submission: str) -> ModuleResult | None:
         with self._connect() as db:
-            row = db.execute("SELECT result FROM results WHERE learner=? AND module=? AND device=? AND submission=? "
-                             "AND grader=?", (learner, module, device, submission, grader_version())).fetchone()
-        return module_result_from_dict(json.loads(row[0])) if row else None
+            row = db.execute("SELECT result, grader, graded_at FROM results WHERE learner=? AND module=? AND device=? "
+                             "AND submission=? AND grader=?",
+                             (learner, module, device, submission, grader_version())).fetchone()
+        return self._result(row) if row else None
 
     def put(self, result: ModuleResult, device: str, submission: str) -> None:
+        result.grader, result.graded_at = grader_version(), time.time()
         with self._connect() as db:  # one transaction: a kill leaves the old row or the new one, never half
             db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (result.learner, result.module, device, submission, grader_version(),
-                        json.dumps(module_result_to_dict(result)), time.time()))
+                       (result.learner, result.module, device, submission, result.grader,
+                        json.dumps(module_result_to_dict(result)), result.graded_at))
+
+    def last(self, learner: str, module: str) -> ModuleResult | None:
+        """The latest result for (learner, module), on any device and by any grader version."""
+        with self._connect() as db:
+            row = db.execute("SELECT result, grader, graded_at FROM results WHERE learner=? AND module=? "
+                             "ORDER BY graded_at DESC LIMIT 1", (learner, module)).fetchone()
+        return self._result(row) if row else None
+
+    def latest(self) -> dict[str, dict[str, ModuleResult]]:
+        """{learner: {module: result}}: every (learner, module) the store holds, graded last on whichever device and by
+        whichever grader version (the reports show every module ever graded into them, not only this run's)."""
+        kept: dict[str, dict[str, ModuleResult]] = {}
+        with self._connect() as db:
+            rows = db.execute("SELECT learner, module, result, grader, graded_at FROM results "
+                              "ORDER BY graded_at").fetchall()
+        for learner, module, *row in rows:
+            kept.setdefault(learner, {})[module] = self._result(row)
+        return kept

@@ -6,14 +6,15 @@
 - at least one demo (a code cell tagged `demo`) that uses no learner's answer, so it runs in the learner edition;
 - in a module with parts (the catalogue's [[module.parts]]), `grader.score("<part>")` after each part's last check;
 - a closing (the last markdown cell): `## What to keep` with exactly three bullets, `## Where industry goes next`,
-  `## Going further` with links into official documentation.
+  `## Going further` with links into official documentation, and the notebook's licences (LICENSE_LINE);
+- an exercise longer than half an hour (graders/sizing.py) in numbered steps, one idea each.
 """
 from __future__ import annotations
 
 import ast
 import re
 
-from graders.sizing import BLOCK
+from graders.sizing import BLOCK, EXERCISE_MINUTES, fmt_minutes
 
 OPENING = ("### You will be able to", "### It assumes", "### Time", "### Where it sits")
 CLOSING = ("## What to keep", "## Where industry goes next", "## Going further")
@@ -21,6 +22,9 @@ WHY = re.compile(r"(^|\n)\*\*Why\.\*\*")
 # The frameworks' own documentation, where "Going further" must point.
 OFFICIAL = ("pytorch.org", "keras.io", "onnx.ai", "onnxruntime.ai", "tensorflow.org", "ai.google.dev", "numpy.org",
             "scikit-learn.org", "docs.python.org", "jupyter.org", "matplotlib.org")
+# The notebooks' licences, stated in each one's last cell (LICENSE-content.md explains them)
+LICENSE_LINE = ("*Polyglot Lab: the code in this notebook is MIT-licensed, its text CC BY 4.0 (LICENSE-content.md "
+                "in the course's repository); your own answers are yours.*")
 _LINK = re.compile(r"\]\((https?://[^)\s]+)\)")
 
 
@@ -175,10 +179,34 @@ def _closing_problems(nb) -> list[str]:
     if section(closing, "## Going further") is not None and len(official) < 2:
         problems.append(f"'## Going further' links {len(official)} official documentation page(s); it needs 2 or "
                         f"more (on {', '.join(OFFICIAL[:6])}, ...)")
+    if LICENSE_LINE not in closing:
+        problems.append(f"the closing does not end with the notebook's licences: {LICENSE_LINE!r}")
     return problems
 
 
-def teaching_problems(nb, spec) -> list[str]:
-    """Everything a master's teaching text lacks, one line each; [] when it has it all."""
+def _steps_problems(nb, size) -> list[str]:
+    """An exercise longer than a half-hour's work comes in numbered steps (3 or more), one idea each, so that a
+    learner always has a next thing to finish and check."""
+    problems, text = [], []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            text.append(cell.source)
+        exercise = _tag(cell, "solution:")
+        if exercise:
+            minutes = size.exercise(exercise).minutes()
+            steps = len(re.findall(r"^\d+\. ", "\n".join(text), re.MULTILINE))
+            if minutes > EXERCISE_MINUTES and steps < 3:
+                problems.append(f"exercise {exercise!r} takes about {fmt_minutes(minutes)}, over "
+                                f"{EXERCISE_MINUTES} min, and its text has {steps} numbered step(s): give it 3 or more")
+            text = []
+        if _tag(cell, "check:"):
+            text = []
+    return problems
+
+
+def teaching_problems(nb, spec, size=None) -> list[str]:
+    """Everything a master's teaching text lacks, one line each; [] when it has it all. With its size
+    (graders.sizing.measure_course), a long exercise must also come in steps."""
     return (_opening_problems(nb, spec.id) + _why_problems(nb) + _demo_problems(nb)
-            + _parts_problems(nb, spec.parts) + _closing_problems(nb))
+            + _parts_problems(nb, spec.parts) + _closing_problems(nb)
+            + (_steps_problems(nb, size) if size is not None else []))

@@ -64,6 +64,7 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module) -> None:
+        _step_aside()
         sys.stderr.flush()
         saved = os.dup(2)
         with tempfile.TemporaryFile() as caught:
@@ -80,16 +81,28 @@ class _QuietLoader(importlib.abc.Loader):
 
 
 class _QuietFinder(importlib.abc.MetaPathFinder):
-    """Wraps the first import of tensorflow (Keras imports it too) and then steps aside."""
+    """Wraps the first import of tensorflow (Keras imports it too) and then steps aside: once TensorFlow's module
+    runs, not when its spec is first asked for. A probe such as torch._dynamo's `importlib.util.find_spec("tensorflow")`
+    (torch.compile, torch.export) would otherwise use the finder up and leave the real import unwrapped."""
+
+    def __init__(self):
+        self.busy = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or self.busy:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self.busy = True  # importlib.util.find_spec below asks every finder again, this one included
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.busy = False
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
         return spec
+
+
+def _step_aside() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietFinder)]
 
 
 # Framework messages about the frameworks themselves, not about the learner's code, each seen under course cells:

@@ -39,6 +39,18 @@ def test_importing_tensorflow_after_the_course_prints_no_startup_log(tmp_path):
     assert "4.0" in done.stdout and done.stderr == "", done.stderr
 
 
+def test_a_probe_for_tensorflow_before_its_import_leaves_the_import_quiet(tmp_path):
+    """torch._dynamo asks `importlib.util.find_spec("tensorflow")` when it loads (torch.export, torch.compile: the
+    grader's module-04 checks): the import that follows must still be quiet (it printed absl's start-up lines)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = ("import importlib.util, polyglot_lab; importlib.util.find_spec('tensorflow'); import tensorflow as tf; "
+            "print(tf.constant(2.0) * 2)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "4.0" in done.stdout and done.stderr == "", done.stderr
+
+
 def test_the_course_kernel_spec_carries_the_quiet_settings(tmp_path):
     where = install_kernel(prefix=str(tmp_path))
     spec = json.loads((tmp_path / "share" / "jupyter" / "kernels" / "python3" / "kernel.json").read_text())
@@ -121,4 +133,6 @@ def test_submit_grades_the_workspace_as_make_grade_does_and_says_where_the_feedb
     feedback = tmp_path / "feedback" / learner / "feedback.html"
     assert feedback.exists() and f"Your feedback: {feedback}" in said
     results = json.loads((tmp_path / "feedback" / learner / "results.json").read_text())
-    assert results["score"] == 8 and all(test["status"] == "passed" for test in results["tests"]), results
+    assert results["score"] == 8 and all(test["status"] == "passed" for test in results["tests"] if "status" in test)
+    skipped = [test for test in results["tests"] if "status" not in test]  # GPU checks on a machine without one
+    assert all(test["output"].startswith("skipped: no device") and "score" not in test for test in skipped), skipped

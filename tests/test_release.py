@@ -132,6 +132,8 @@ def test_a_release_of_the_first_modules_holds_no_answer_at_all(first_modules):
     assert release.carried_forward(built[0]) == []
     assert not any("/carried/" in n and not n.endswith("__init__.py") for n in names)
     assert not any("m02_" in n or "02_pytorch" in n for n in names), names
+    licences = [n for n in names if n.endswith(("/LICENSE", "/LICENSE-content.md"))]
+    assert len(licences) == 2, names  # the licences travel with the course they license
 
 
 @pytest.mark.slow

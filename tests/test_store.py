@@ -86,3 +86,41 @@ def test_seeds_follow_the_submission(classroom):
     assert store.derived_seed(a, "toy_module") == store.derived_seed(a, "toy_module")
     assert store.derived_seed(a, "toy_module") != store.derived_seed(b, "toy_module")
     assert store.content_hash(classroom / "cat" / "toy_module.ipynb") == store.MISSING
+
+
+def test_fresh_grades_everything_again_and_still_keeps_it(classroom, toy_spec, tmp_path, monkeypatch):
+    """FRESH=1 (`fresh`): nothing is reused, and every result is stored, so the reports keep it afterwards."""
+    db = tmp_path / "grades.sqlite"
+    graded(classroom, toy_spec, db)
+    calls = []
+    real = grade._grade_task
+    monkeypatch.setattr(grade, "_grade_task", lambda task: calls.append(task[2]) or real(task))
+    graded(classroom, toy_spec, db, fresh=True)
+    assert calls == ["ann", "bob", "cat"]
+    kept = ResultStore(db).latest()
+    assert sorted(kept) == ["ann", "bob", "cat"] and all(set(m) == {toy_spec.id} for m in kept.values())
+    assert all(r.graded_at > 0 and r.grader for m in kept.values() for r in m.values())
+
+
+def test_a_notebook_gone_keeps_the_result_it_had(classroom, toy_spec, tmp_path, monkeypatch):
+    db = tmp_path / "grades.sqlite"
+    first = graded(classroom, toy_spec, db)
+    (classroom / "ann" / toy_spec.notebook_name).unlink()
+    forbid_grading(monkeypatch)
+    again = graded(classroom, toy_spec, db)
+    ann = again[0].modules[0]
+    assert ann.score == first[0].score and ann.submitted and ann.reused == "missing"
+    assert ResultStore(db).latest()["ann"][toy_spec.id].score == first[0].score  # the store did not lose it either
+
+
+def test_a_near_match_is_graded_and_noted(classroom, toy_spec, tmp_path):
+    (classroom / "ann" / toy_spec.notebook_name).rename(classroom / "ann" / "Toy_Module (1).ipynb")
+    results = graded(classroom, toy_spec, tmp_path / "grades.sqlite")
+    ann = results[0].modules[0]
+    assert ann.score == ann.max_score and "graded Toy_Module (1).ipynb instead" in ann.note
+
+
+def test_jobs_below_one_is_refused_before_any_grading(classroom, toy_spec, monkeypatch):
+    forbid_grading(monkeypatch)
+    with pytest.raises(ValueError, match="jobs must be 1 or more"):
+        grade.grade_class(classroom, [toy_spec], "cpu", jobs=0)

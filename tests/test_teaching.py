@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import re
 
 import nbformat
 import pytest
@@ -19,19 +20,17 @@ CATALOGUE = load_catalogue()
 MASTERS = {m: nbformat.read(SOLUTIONS / f"{m}.ipynb", as_version=4) for m in CATALOGUE}
 
 
+SIZES = sizing.measure_course(MASTERS)
+
+
 @pytest.mark.parametrize("module_id", sorted(CATALOGUE))
 def test_every_master_has_its_teaching_text(module_id):
-    assert teaching_problems(MASTERS[module_id], CATALOGUE[module_id]) == []
+    assert teaching_problems(MASTERS[module_id], CATALOGUE[module_id], SIZES[module_id]) == []
 
 
 # -- mutants: each requirement of the teaching text fails when it is missing ----------------------------------------
 def _mutant(module_id="02_pytorch_eager"):
     return copy.deepcopy(MASTERS[module_id]), CATALOGUE[module_id]
-
-
-def _cell(nb, *, tag=None, startswith=None):
-    return next(c for c in nb.cells if (tag is None or tag in c.metadata.get("tags", []))
-                and (startswith is None or c.source.startswith(startswith)))
 
 
 def test_an_exercise_without_its_why_is_named():
@@ -46,7 +45,7 @@ def test_an_exercise_without_its_why_is_named():
 
 def test_a_demo_that_borrows_a_learners_answer_is_caught():
     nb, spec = _mutant()
-    demo = _cell(nb, tag="demo")
+    demo = [c for c in nb.cells if "demo" in c.metadata.get("tags", [])][-1]  # after exercise 1's solution cell
     demo.source += "\ndemo_late = port_keras_weights"  # a solution cell's function: a stub in the learner edition
     problems = teaching_problems(nb, spec)
     assert any("uses port_keras_weights" in p for p in problems), problems
@@ -72,6 +71,16 @@ def test_no_course_diagram_no_opening_section_and_no_part_score_are_caught():
     assert any("draws the course" in p for p in problems), problems
     assert any("'### It assumes'" in p for p in problems), problems
     assert any(p.startswith("part B: no `grader.score(\"B\")`") for p in problems), problems
+
+
+def test_a_long_exercise_without_steps_is_caught():
+    nb, spec = _mutant("04_tensorflow_serving")
+    solution = next(i for i, c in enumerate(nb.cells) if "solution:converter" in c.metadata.get("tags", []))
+    for cell in nb.cells[:solution]:
+        if cell.cell_type == "markdown":
+            cell.source = re.sub(r"^(\d+)\. ", r"Step \1: ", cell.source, flags=re.MULTILINE)
+    problems = teaching_problems(nb, spec, SIZES["04_tensorflow_serving"])
+    assert any(p.startswith("exercise 'converter' takes about") and "0 numbered step(s)" in p for p in problems), problems
 
 
 def test_going_further_needs_official_documentation():
