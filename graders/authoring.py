@@ -372,14 +372,40 @@ def master_cells(nb, files: ModuleFiles, exercise_id: str, title: str) -> None:
             counter += 1
         cell.id = f"{files.module_id[:2]}-{counter:02d}"
         used.add(cell.id)
-    at = len(nb.cells)
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and cell.source.strip() == "grader.score()":
-            at = index
-            if index and nb.cells[index - 1].cell_type == "markdown" and "score" in nb.cells[index - 1].source.lower():
-                at = index - 1
-            break
-    nb.cells[at:at] = [prompt, solution, check]
+    nb.cells[_insertion_point(nb):_insertion_point(nb)] = [prompt, solution, check]
+
+
+_PART_SCORE = re.compile(r'grader\.score\("[^"]+"\)')
+
+
+def _insertion_point(nb) -> int:
+    """Where a new exercise goes: before the module's score (or, in a module with parts, before the last part's
+    score, since the catalogue adds it to that part), and before the markdown cell that introduces that score."""
+    scores = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip() == "grader.score()"]
+    parts = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and _PART_SCORE.fullmatch(c.source.strip())]
+    candidates = parts[-1:] or scores[:1]
+    if not candidates:
+        return len(nb.cells)
+    at = candidates[0]
+    before = nb.cells[at - 1] if at else None
+    if before is not None and before.cell_type == "markdown" and ("score" in before.source.lower()
+                                                                  or "part" in before.source.lower()):
+        at -= 1
+    return at
+
+
+_LAST_PART = re.compile(r'(\[\[module\.parts\]\](?:(?!\[\[)[\s\S])*?exercises = \[)([^\]]*)(\])')
+
+
+def _in_last_part(toml_text: str, exercise_id: str) -> str:
+    """The catalogue with `exercise_id` appended to its last [[module.parts]] (parts cover every exercise in order)."""
+    matches = list(_LAST_PART.finditer(toml_text))
+    if not matches:
+        return toml_text
+    last = matches[-1]
+    listed = last.group(2).rstrip()
+    joined = f'{listed}, "{exercise_id}"' if listed.strip() else f'"{exercise_id}"'
+    return toml_text[:last.start(2)] + joined + toml_text[last.end(2):]
 
 
 # -- new-exercise ---------------------------------------------------------------------------------------------------
@@ -440,7 +466,7 @@ def new_exercise(root: Path, module_id: str, exercise_id: str, title: str | None
 
     checks_text = append_section(checks_text, checks_stub(exercise_id))
     writes = {
-        files.catalogue: toml_text.rstrip("\n") + "\n" + catalogue_stub(exercise_id, title),
+        files.catalogue: _in_last_part(toml_text, exercise_id).rstrip("\n") + "\n" + catalogue_stub(exercise_id, title),
         files.checks: checks_text,
         # what `make notebooks` writes: the learner side of the checks file
         files.probes: kernel_side_text(module_id, files.rel(files.checks), checks_text),

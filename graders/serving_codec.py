@@ -20,11 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from polyglot_lab.serving import BadRequest
+from polyglot_lab.serving import FLOATS, INTEGERS, BadRequest, check_range
 
 MAX_BATCH = 1024
-FLOATS = ("float16", "float32", "float64")
-INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
 def request_to_tensors(body: bytes, inputs: dict) -> tuple[dict[str, np.ndarray], str]:
@@ -124,22 +122,15 @@ def leaves_to_array(name: str, leaves: list, dtype: str) -> np.ndarray:
         if wrong:
             what = "floats" if dtype in INTEGERS and type(wrong[0]) is float else json_type(wrong[0])
             raise BadRequest(f"'{name}' must hold {dtype} numbers; it holds {what}")
-        if dtype in INTEGERS:
-            info = np.iinfo(dtype)
-            if leaves and (min(leaves) < info.min or max(leaves) > info.max):
-                raise BadRequest(f"'{name}' holds integers out of {dtype}'s range [{info.min}, {info.max}]")
+        if dtype in INTEGERS:  # the range is the server's rule (polyglot_lab.serving.check_range), applied here too
+            check_range(name, np.array(leaves, dtype=object), dtype)
             return np.array(leaves, dtype=dtype)
         try:
             wide = np.array(leaves, dtype=np.float64)
         except OverflowError:  # an integer beyond float64's range
             wide = np.array([np.inf])
-        if not np.isfinite(wide).all():
-            raise BadRequest(f"'{name}' holds NaN, Infinity or a number beyond float64's range: send finite numbers")
-        with np.errstate(over="ignore"):
-            array = wide.astype(dtype)
-        if not np.isfinite(array).all():
-            raise BadRequest(f"'{name}' holds numbers out of {dtype}'s range (magnitude at most "
-                             f"{float(np.finfo(dtype).max):.6g})")
+        check_range(name, wide, dtype)
+        array = wide.astype(dtype)
         return array
     if dtype == "bool":
         if any(type(v) is not bool for v in leaves):

@@ -238,17 +238,33 @@ def find_status(model: ServedModel, name: str, version: int | None, label: str |
         raise ServingError(404, f"Could not find version {version} of model {name}")
 
 
-def requested_signature(body: bytes) -> str:
-    """The body's "signature_name" ("" or none: the default). A body that is not a JSON object is the codec's to refuse."""
+def json_object(body: bytes) -> dict:
+    """The body as a JSON object, or TF Serving's 400."""
     try:
         request = json.loads(body)
-    except (ValueError, RecursionError):
-        return DEFAULT_SIGNATURE
-    if not isinstance(request, dict) or "signature_name" not in request:
-        return DEFAULT_SIGNATURE
-    if not isinstance(request["signature_name"], str):
+    except (ValueError, RecursionError) as exc:
+        raise ServingError(400, f"JSON Parse error: {exc}") from None
+    if isinstance(request, dict):
+        return request
+    raise ServingError(400, "JSON Value: the body is not an object")
+
+
+def signature_name(request: dict) -> str:
+    """The request's "signature_name", "" when it names none; a name that is not a string is TF Serving's 400."""
+    name = request.get("signature_name", "")
+    if not isinstance(name, str):
         raise ServingError(400, "'signature_name' key must be a string value.")
-    return request["signature_name"] or DEFAULT_SIGNATURE
+    return name
+
+
+def requested_signature(body: bytes) -> str:
+    """The signature a predict request names (the default when none). A body that is not a JSON object is the
+    codec's to refuse, with its own reason."""
+    try:
+        request = json_object(body)
+    except ServingError:
+        return DEFAULT_SIGNATURE
+    return signature_name(request) or DEFAULT_SIGNATURE
 
 
 def conform(feed: Any, signature: Signature) -> dict[str, np.ndarray]:
@@ -286,7 +302,7 @@ def check_range(name: str, array: np.ndarray, dtype: str) -> None:
             if not np.isfinite(array.astype(dtype)).all():
                 raise BadRequest(f"'{name}' holds numbers out of {dtype}'s range (magnitude at most "
                                  f"{float(np.finfo(dtype).max):.6g})")
-    elif dtype in INTEGERS and kind in "iu" and array.size:
+    elif dtype in INTEGERS and kind in "iuO" and array.size:  # O: Python ints beyond int64, from a codec
         info = np.iinfo(dtype)
         if int(array.min()) < info.min or int(array.max()) > info.max:
             raise BadRequest(f"'{name}' holds integers out of {dtype}'s range [{info.min}, {info.max}]")
@@ -364,15 +380,7 @@ def create_app(model: ServedModel, codec, max_body_bytes: int = MAX_BODY_BYTES):
 
     def refuse(verb: str, body: bytes) -> Response:
         """:classify and :regress, as TF Serving answers them for a model whose signatures are all predict ones."""
-        try:
-            request = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise ServingError(400, f"JSON Parse error: {exc}") from None
-        if not isinstance(request, dict):
-            raise ServingError(400, "JSON Value: the body is not an object")
-        name = request.get("signature_name", "")
-        if not isinstance(name, str):
-            raise ServingError(400, "'signature_name' key must be a string value.")
+        name = signature_name(json_object(body))
         signature = model.signatures.get(name or DEFAULT_SIGNATURE)
         if signature is None:
             raise ServingError(400, f"No signature was found with the name: {name or DEFAULT_SIGNATURE}")

@@ -14,6 +14,7 @@ from conftest import MODULES
 from graders import authoring
 from graders.authoring import AuthoringError, lint_course, new_exercise
 from graders.generate import BEGIN, END, kernel_side_text, learner_edition, notebook_side_text, remove_markers
+from graders.teaching import LICENSE_LINE
 from polyglot_lab.catalogue import REPO, load_catalogue, load_module
 
 NEW = "normalise"
@@ -56,7 +57,8 @@ def test_new_exercise_writes_every_piece_and_each_parses(tmp_path, module):
 
     # the catalogue: appended, valid TOML, loads as a module with the new exercise and its one check
     toml = files.catalogue.read_text(encoding="utf-8")
-    assert toml.startswith(before[files.catalogue].rstrip("\n"))
+    # appended, and in a module with parts also listed in its last part
+    assert toml.startswith(authoring._in_last_part(before[files.catalogue], NEW).rstrip("\n"))
     tomllib.loads(toml)
     spec = load_module(files.catalogue)
     exercise = spec.exercise(NEW)
@@ -132,7 +134,12 @@ def test_new_exercise_writes_every_piece_and_each_parses(tmp_path, module):
     assert solution.metadata["tags"] == [f"solution:{NEW}"] and BEGIN in solution.source and END in solution.source
     assert check_cell.metadata["tags"][0] == f"check:{NEW}"
     assert check_cell.source == f'grader.check("{NEW}")'
-    assert nb.cells[-1].source == "grader.score()" and nb.cells.index(check_cell) < len(nb.cells) - 1
+    score = next(i for i, c in enumerate(nb.cells) if c.source == "grader.score()")
+    assert nb.cells.index(check_cell) < score and LICENSE_LINE in nb.cells[-1].source  # the closing stays last
+    if spec.parts:  # the catalogue puts it in the last part, and the master before that part's score
+        assert spec.parts[-1].exercises[-1] == NEW
+        part_score = next(i for i, c in enumerate(nb.cells) if c.source == f'grader.score("{spec.parts[-1].id}")')
+        assert nb.cells.index(check_cell) < part_score
     learner = learner_edition(nb)
     stub = learner.cells[nb.cells.index(solution)].source
     assert f"raise NotImplementedError(\"Exercise {NEW} is yours to write" in stub and "return x" not in stub
@@ -236,9 +243,11 @@ def test_the_first_exercise_of_a_new_module_creates_its_files(tmp_path):
     nb = nbformat.read(tmp_path / "solutions/07_demo.ipynb", as_version=4)
     nbformat.validate(nb)
     assert 'grader = polyglot_lab.Notebook("07_demo")' in nb.cells[1].source
-    assert tags(nb)[2:5] == [[], ["solution:first"], ["check:first", "nbval-ignore-output"]]
-    assert nb.cells[2].source.startswith("## Exercise 1 · The first one")
-    assert nb.cells[-1].source == "grader.score()"
+    assert tags(nb)[3:6] == [[], ["solution:first"], ["check:first", "nbval-ignore-output"]]
+    assert "### You will be able to" in nb.cells[0].source and "<!-- sizing -->" in nb.cells[0].source
+    assert nb.cells[2].source == 'polyglot_lab.course.show_lifecycle("07_demo")'
+    assert nb.cells[3].source.startswith("## Exercise 1 · The first one") and "**Why.**" in nb.cells[3].source
+    assert nb.cells[-2].source == "grader.score()" and "## What to keep" in nb.cells[-1].source
 
 
 def test_a_mistake_test_file_without_a_ctx_fixture_gets_one(tmp_path):
