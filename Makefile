@@ -10,6 +10,7 @@ REPORTS    ?= reports
 DEVICE     ?= auto
 MODULES    ?= all
 JOBS       ?= 1
+SCHEDULER  ?=
 PORT       ?= 8888
 WORKSPACE  ?= workspace
 SERVE_PORT ?= 8501
@@ -31,11 +32,11 @@ help:
 	@echo "  make submit           grade workspace/ as make grade would; feedback in workspace/feedback/"
 	@echo "  make progress         each exercise: not started, written, or its last check's score"
 	@echo "Instructors"
-	@echo "  make grade            grade SUBMISSIONS=<dir>/<learner>/<NN_slug>.ipynb into REPORTS (MODULES, JOBS, DEVICE, FRESH=1)"
+	@echo "  make grade            grade SUBMISSIONS=<dir>/<learner>/<NN_slug>.ipynb into REPORTS (MODULES, JOBS, DEVICE, FRESH=1, SCHEDULER=tcp://host:8786)"
 	@echo "  make gradescope       a Gradescope autograder zip for MODULES"
 	@echo "  make release          the learner release (no answers) in build/release/dist"
 	@echo "  make serve            a SavedModel behind TensorFlow Serving's REST API: MODEL=<dir>"
-	@echo "  make bench            class-grading benchmark (JOBS=1 vs 2, kill and resume)"
+	@echo "  make bench            class-grading benchmark (serial, JOBS=2, a scheduler with two workers, kill and resume)"
 	@echo "  make doctor           versions, devices and the kernels' protection, with a verdict per line"
 	@echo "Course authors"
 	@echo "  make notebooks        learner editions, examples, probes and notebook checks from the masters"
@@ -66,7 +67,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 grade: $(STAMP)
-	$(PY) -m graders grade --submissions "$(SUBMISSIONS)" --reports "$(REPORTS)" --device "$(DEVICE)" --modules "$(MODULES)" --jobs "$(JOBS)" $(if $(FRESH),--no-resume,)
+	$(PY) -m graders grade --submissions "$(SUBMISSIONS)" --reports "$(REPORTS)" --device "$(DEVICE)" --modules "$(MODULES)" --jobs "$(JOBS)" --scheduler "$(SCHEDULER)" $(if $(FRESH),--no-resume,)
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -96,7 +97,8 @@ RELEASE_URL ?=
 release: $(STAMP)
 	$(PY) -m graders release --out build/release --address "$(RELEASE_URL)" --modules "$(MODULES)"
 
-# Class-grading benchmark: COPIES copies of LEARNER's example submission, JOBS=1 vs 2, kill + resume (reports/bench.json)
+# Class-grading benchmark: COPIES copies of LEARNER's example submission graded serially, with JOBS=2 (an embedded Dask
+# cluster), on a `dask scheduler` with two `dask worker`s, and on it killed half-way and resumed (reports/bench.json)
 COPIES     ?= 20
 LEARNER    ?= ada
 bench: $(STAMP)

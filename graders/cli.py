@@ -120,16 +120,16 @@ def cmd_grade(args) -> int:
     """`make grade`: every input is checked before the first notebook runs (one line each, exit 2); then one line
     per graded notebook and a summary. The reports show every module the store holds (graders.reports.ClassReports)."""
     from polyglot_lab.devices import DeviceError, resolve_device
-    from graders.grade import grade_class, quiet_frameworks, survey_class
-    from graders.sandbox import protection
+    from graders.grade import quiet_frameworks, survey_class
     from graders.reports import ClassReports
     from graders.store import ResultStore, StoreError
 
     quiet_frameworks()
     plain = not sys.stdout.isatty()
-    progress = None
+    live: dict = {}  # "progress": the progress bar while one runs (lines are then printed above it)
 
     def say(line: str = "") -> None:
+        progress = live.get("progress")
         if progress is not None:
             progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
@@ -151,7 +151,8 @@ def cmd_grade(args) -> int:
         modules = _modules(args.modules)
     except SystemExit as exc:
         problems.append(f"MODULES={args.modules}: {exc}")
-    if not 1 <= args.jobs <= _cpus():
+    scheduler = getattr(args, "scheduler", "") or ""
+    if not scheduler and not 1 <= args.jobs <= _cpus():
         problems.append(f"JOBS={args.jobs}: give 1 to {_cpus()} worker processes (this machine has {_cpus()} CPUs; "
                         "each worker holds about 1.5 GB)")
     submissions, reports = Path(args.submissions), Path(args.reports)
@@ -180,13 +181,51 @@ def cmd_grade(args) -> int:
         store = ResultStore(kept_at)
     except StoreError as exc:
         return refuse([f"REPORTS: {exc}"])
+    from graders.cluster import ClusterError, open_cluster
 
-    say(f"Grading {len(survey.learners)} learner(s) × {len(modules)} module(s) from {submissions} on {device}"
-        + (", everything again (FRESH)" if args.no_resume else ""))
-    say(f"Kernels: {protection()}")
-    for warning in survey.warnings():
-        say(f"warning: {_one_line(warning)}")
     started = time.monotonic()
+    try:
+        cluster = open_cluster(args.jobs, scheduler)
+    except ClusterError as exc:
+        return refuse([str(exc)])
+    try:
+        return _grade_on(cluster, args, say, live, survey, modules, device, store, view, reports, started, plain)
+    except ClusterError as exc:  # the scheduler went away mid-run: what was stored is kept, a re-run resumes
+        say(f"error: {_one_line(str(exc))}")
+        return 1
+    finally:
+        cluster.close()
+
+
+def _grade_on(cluster, args, say, live, survey, modules, device, store, view, reports, started, plain) -> int:
+    """cmd_grade once its inputs are checked and the cluster is open: check an external cluster's workers, grade,
+    summarise."""
+    from graders.cluster import check_workers
+    from graders.grade import grade_class
+    from graders.sandbox import protection
+
+    warnings: list[str] = []
+    if cluster.kind == "external":
+        problems, warnings = check_workers(cluster)
+        if problems:
+            for problem in problems:
+                say(f"error: {_one_line(problem)}")
+            return 2
+    if cluster.kind == "external" and args.jobs != 1:
+        warnings.append(f"JOBS={args.jobs} is not used with SCHEDULER: the cluster's workers grade")
+    module_ids = [m.id for m in modules]
+
+    say(f"Grading {len(survey.learners)} learner(s) × {len(modules)} module(s) from {survey.folder} on {device}"
+        + (", everything again (FRESH)" if args.no_resume else ""))
+    if cluster.kind == "external":
+        kinds = sorted({fact["protection"] for fact in cluster.worker_facts().values()}) or ["(no worker yet)"]
+        say(f"Kernels: {'; '.join(kinds)}")
+    else:
+        say(f"Kernels: {protection()}")
+    if cluster.kind != "inline":
+        say(f"Workers: {cluster.describe()}")
+    for warning in [*survey.warnings(), *warnings]:
+        say(f"warning: {_one_line(warning)}")
     total = len(survey.learners) * len(modules)
     count = 0
 
@@ -195,6 +234,7 @@ def cmd_grade(args) -> int:
         count += 1
         result.this_run = True
         say(graded_line(result, count, total))
+        progress = live.get("progress")
         if progress is not None:
             progress.update(task, advance=1, description=_one_line(f"{result.learner}/{result.module}"))
 
@@ -203,17 +243,20 @@ def cmd_grade(args) -> int:
         view.write_class(reports)  # rewritten atomically after every learner
 
     if plain:
-        grade_class(submissions, modules, device, on_result=on_result, on_learner=on_learner, jobs=args.jobs,
-                    store=store, fresh=args.no_resume)
+        grade_class(survey.folder, modules, device, on_result=on_result, on_learner=on_learner, jobs=args.jobs,
+                    store=store, fresh=args.no_resume, cluster=cluster)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       transient=True) as progress:
+            live["progress"] = progress
             task = progress.add_task("grading", total=total)
-            grade_class(submissions, modules, device, on_result=on_result, on_learner=on_learner, jobs=args.jobs,
-                        store=store, fresh=args.no_resume)
-        progress = None
+            try:
+                grade_class(survey.folder, modules, device, on_result=on_result, on_learner=on_learner,
+                            jobs=args.jobs, store=store, fresh=args.no_resume, cluster=cluster)
+            finally:
+                live.pop("progress", None)
     results, shown = view.results(), view.module_ids()
     earlier = [m for m in shown if m not in module_ids]
     say(f"Class summary ({time.monotonic() - started:.0f} s): {len(results)} learner(s); * = graded this run"
@@ -226,6 +269,8 @@ def cmd_grade(args) -> int:
     if graded:
         say(f"Peak memory: kernel {max(m.peak_memory_mb for m in graded):,.0f} MB, "
             f"grading process {max(m.worker_peak_mb for m in graded):,.0f} MB")
+    if cluster.kind != "inline":
+        say(cluster.stats.line())
     say(f"Reports: {reports}/gradebook.csv (gradebook-excel.csv for Excel), {reports}/junit.xml, "
         f"{reports}/<learner>/results.json and feedback.html")
     return 0
@@ -337,7 +382,7 @@ def cmd_bench(args) -> int:
     from graders.bench import bench
     modules = _modules(args.modules)
     print(f"Grading {args.copies} copies of {args.learner}'s submission ({len(modules)} module(s)): "
-          "JOBS=1, JOBS=2, then JOBS=2 killed half-way and resumed")
+          "serially, JOBS=2, on a Dask scheduler with two workers, then on it killed half-way and resumed")
     figures = bench(args.learner, args.copies, modules, Path(args.out))
     for key, value in figures.items():
         print(f"  {key}: {value}")
@@ -373,7 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--reports", default="reports")
     grade.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     grade.add_argument("--modules", default="all", help="comma-separated module ids, or all")
-    grade.add_argument("--jobs", type=int, default=1, help="grade this many notebooks at once (worker processes)")
+    grade.add_argument("--jobs", type=int, default=1, help="grade this many notebooks at once: worker processes of "
+                       "an embedded Dask cluster (1: one worker in this process)")
+    grade.add_argument("--scheduler", default="", help="grade on an existing Dask cluster: its scheduler's address "
+                       "(tcp://host:8786); workers started with `dask worker ADDRESS --nthreads 1` in this environment")
     grade.add_argument("--no-resume", action="store_true",
                        help="grade the selected modules again without reusing the results kept in "
                        "<reports>/grades.sqlite (the new ones are kept; the reports keep the other modules)")
@@ -412,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     inside.add_argument("--modules", default="all")
     inside.add_argument("--error", help="write a results.json that reports an autograder failure")
     inside.set_defaults(fn=cmd_gradescope_run)
-    bench = sub.add_parser("bench", help="time a class of copies of one submission: JOBS=1, JOBS=2, kill+resume")
+    bench = sub.add_parser("bench", help="time a class of copies of one submission: serial, JOBS=2, a Dask "
+                           "scheduler with two workers, kill+resume")
     bench.add_argument("--learner", default="ada")
     bench.add_argument("--copies", type=int, default=20)
     bench.add_argument("--modules", default="all")

@@ -320,23 +320,99 @@ def quiet_frameworks() -> None:
 
 
 def _grade_task(task: tuple) -> ModuleResult:
-    """One (learner, module) of a class, in a worker process; the executed notebook stays behind."""
-    path, spec, learner, device, seed, limits, hide = task
-    result = grade_module(path, spec, learner, device, seed=seed, limits=limits, hide=hide)
+    """One (learner, module) of a class, on a Dask worker: `task` is (notebook, spec, learner, device, seed, limits,
+    hide), where notebook is (file name, bytes) or None (not submitted). The bytes are written to a folder of this
+    worker's own (a cluster need not share a file system with the client); the executed notebook stays behind."""
+    notebook, spec, learner, device, seed, limits, hide = task
+    hide = tuple(p for p in hide if Path(p).exists())  # the client's class and store folders, where they are here
+    if notebook is None:
+        result = grade_module(None, spec, learner, device, seed=seed, limits=limits, hide=hide)
+    else:
+        name, data = notebook
+        folder = Path(tempfile.mkdtemp(prefix="polyglot-submission-"))
+        try:
+            path = folder / name
+            path.write_bytes(data)
+            result = grade_module(path, spec, learner, device, seed=seed, limits=limits, hide=hide)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     result.notebook = None
     return result
+
+
+def run_task(task: tuple) -> tuple[ModuleResult, dict]:
+    """What a Dask worker runs for one task: _grade_task (looked up when it runs, so a test's stand-in is honoured by
+    the in-process worker), with what the client needs besides the result: the grader version this worker grades
+    with, the seconds the task took here and the pickled result's size."""
+    import pickle
+
+    from graders.store import grader_version
+
+    started = time.monotonic()
+    quiet_frameworks()
+    result = _grade_task(task)
+    info = {"grader": grader_version(), "task_s": time.monotonic() - started}
+    info["result_bytes"] = len(pickle.dumps(result))
+    return result, info
+
+
+def task_deadline_s(spec: ModuleSpec) -> float:
+    """How long the client waits for one task's result before it gives the task up (its row then says so): three
+    times the module's execution limit and ten minutes for the checks. A task is bounded by its kernel's limits; this
+    catches what they cannot (a wedged worker, a result that never arrives)."""
+    return 3 * spec.total_timeout + 600
+
+
+UNREADABLE = "unreadable"
+NOT_GRADED = "not-graded:"  # the store's submission key of a row that could not be graded: never reused
+
+
+def _digest(path: Path | None) -> str:
+    """content_hash, or UNREADABLE for a file that cannot be read (its row then says why)."""
+    from graders.store import content_hash
+
+    try:
+        return content_hash(path)
+    except OSError:
+        return UNREADABLE
+
+
+def could_not_grade(spec: ModuleSpec, learner: str, reason: str, device: str) -> ModuleResult:
+    """The row of a task that no worker could finish: every check failed with the reason, the reason as its problem."""
+    return _not_graded(spec, learner, f"could not be graded: {reason}", device, True)
+
+
+def _failure(exc: BaseException) -> str:
+    """Why a task failed on the cluster, in one line for the learner's row."""
+    from distributed import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        last = getattr(getattr(exc, "last_worker", None), "address", None) or "a worker"
+        tries = getattr(exc, "allowed_failures", 3) + 1
+        return (f"its worker died while grading it, on each of the {tries} worker(s) it was tried on (the last: "
+                f"{last}): a grading that takes its worker down (memory past the worker's limit, a crash) is not "
+                "tried again")
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"the grader failed on the worker: {type(exc).__name__}: {text}".rstrip(": ")
 
 
 def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
                 on_result: Callable[[ModuleResult], None] | None = None,
                 on_learner: Callable[[LearnerResult], None] | None = None,
-                jobs: int = 1, store=None, limits=None, fresh: bool = False) -> list[LearnerResult]:
-    """Grade every learner's notebooks. With a ResultStore, results graded before under the same submission and
-    grader version are reused (a killed run resumes; `fresh`: nothing is reused, everything is graded and stored
-    again); `jobs` > 1 grades in that many worker processes. A notebook found by a near match (find_notebook) is
-    graded, and its result carries the note. Seeds derive from the submission's content, so serial, parallel and
+                jobs: int = 1, store=None, limits=None, fresh: bool = False,
+                scheduler: str | None = None, cluster=None) -> list[LearnerResult]:
+    """Grade every learner's notebooks, each (learner, module) a task on Dask (graders.cluster): with `cluster`, on
+    it; else on one opened for this call (`scheduler`: an existing cluster's address; otherwise `jobs` worker
+    processes of an embedded cluster, one worker in this process for jobs=1) and closed at the end.
+
+    This process keeps the truth: with a ResultStore, results graded before under the same submission and grader
+    version are reused (a killed run resumes; `fresh`: nothing is reused, everything is graded and stored again), and
+    each result is stored as it arrives. A worker receives the notebook's bytes and returns the result. A task that
+    no worker could finish (its workers died, or the grader raised) becomes a "could not be graded: ..." row, stored
+    so that the reports show it but never reused. A notebook found by a near match (find_notebook) is graded, and
+    its result carries the note. Seeds derive from the submission's content, so serial, parallel, clustered and
     resumed runs agree."""
-    from graders.store import content_hash, derived_seed
+    from graders.store import derived_seed
 
     if jobs < 1:
         raise ValueError(f"jobs must be 1 or more, not {jobs}")
@@ -346,11 +422,11 @@ def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
     hide = (submissions.resolve(), *([store.path.resolve().parent] if store else []))  # the class, the results
     done: dict[tuple[str, str], ModuleResult] = {}
     notes: dict[tuple[str, str], str | None] = {}
-    pending: list[tuple[tuple, str]] = []
+    pending: list[tuple[str, ModuleSpec, Path | None]] = []
     for learner in learners:
         for spec in modules:
             path, notes[(learner, spec.id)] = survey.found[(learner, spec.id)]
-            digest = content_hash(path)
+            digest = _digest(path)
             cached = store.get(learner, spec.id, device, digest) if store and not fresh else None
             if cached is not None:
                 cached.reused, cached.note = "unchanged", notes[(learner, spec.id)]
@@ -361,8 +437,7 @@ def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
                 graded.reused, graded.note = "missing", notes[(learner, spec.id)]
                 done[(learner, spec.id)] = graded
             else:
-                task = (path, spec, learner, device, derived_seed(digest, spec.id), limits, hide)
-                pending.append((task, digest))
+                pending.append((learner, spec, path))
 
     reported: set[str] = set()
 
@@ -380,21 +455,95 @@ def grade_class(submissions: Path, modules: Iterable[ModuleSpec], device: str,
                 if on_learner:
                     on_learner(LearnerResult(learner, [done[(learner, m.id)] for m in modules]))
 
+    def task_of(learner: str, spec: ModuleSpec, path: Path | None) -> tuple[tuple, str] | ModuleResult:
+        """(the task, the submission's hash), from the notebook's bytes read now (one read: the hash is the bytes'
+        that are graded); a notebook that cannot be read is its row at once."""
+        import hashlib
+
+        from graders.store import MISSING
+
+        if path is None:
+            data, digest = None, MISSING
+        else:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                return _not_graded(spec, learner, f"{path.name} could not be read: {exc.strerror or exc}", device, True)
+            digest = hashlib.sha256(data).hexdigest()
+        notebook = None if data is None or path is None else (path.name, data)
+        return (notebook, spec, learner, device, derived_seed(digest, spec.id), limits, hide), digest
+
     for cached in list(done.values()):
         if on_result:
             on_result(cached)
     report()
-    if jobs <= 1:
-        for task, digest in pending:
-            report(_grade_task(task), digest)
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        # spawn, not fork: the parent may hold TensorFlow/torch state that does not survive a fork
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=quiet_frameworks) as pool:
-            futures = {pool.submit(_grade_task, task): digest for task, digest in pending}
-            for future in as_completed(futures):
-                report(future.result(), futures[future])
+    if not pending:
+        return [LearnerResult(learner, [done[(learner, m.id)] for m in modules]) for learner in learners]
+    own = cluster is None
+    if own:
+        from graders.cluster import open_cluster
+        cluster = open_cluster(jobs, scheduler)
+    try:
+        try:
+            cluster.warm()
+        except Exception:  # noqa: BLE001 - a worker that cannot import the grader says so in its task's row
+            pass
+        _run_on(cluster, pending, task_of, report, device)
+    finally:
+        if own:
+            cluster.close()
     return [LearnerResult(learner, [done[(learner, m.id)] for m in modules]) for learner in learners]
+
+
+def _run_on(cluster, pending: list, task_of: Callable, report: Callable, device: str) -> None:
+    """Every pending (learner, module) through the cluster, one task per worker thread in flight; each result reported
+    (stored, shown) as it arrives, before the next task is sent."""
+    import pickle
+    from collections import deque
+
+    from graders.store import grader_version
+
+    queue = deque(pending)
+    in_flight: dict = {}  # future -> (learner, spec, digest, payload bytes, sent at)
+    ours = grader_version()
+    while queue or in_flight:
+        room = cluster.capacity() - len(in_flight)
+        while room > 0 and queue:
+            learner, spec, path = queue.popleft()
+            built = task_of(learner, spec, path)
+            if isinstance(built, ModuleResult):  # unreadable: its row, without a task
+                report(built, UNREADABLE)
+                continue
+            task, digest = built
+            key = f"grade-{spec.id}-{ascii(learner)[1:-1]}-{secrets.token_hex(4)}"
+            future = cluster.submit(run_task, task, key=key)
+            in_flight[future] = (learner, spec, digest, len(pickle.dumps(task)), time.monotonic())
+            room -= 1
+        if not in_flight:
+            continue
+        finished = cluster.wait_some(list(in_flight), timeout=cluster.poll_s())
+        for future, (learner, spec, digest, _payload, sent) in list(in_flight.items()):
+            late = time.monotonic() - sent
+            if future not in finished and late > task_deadline_s(spec):
+                del in_flight[future]
+                future.cancel()
+                reason = f"no result from the cluster after {late:.0f} s (the limit for {spec.id}); it was cancelled"
+                report(could_not_grade(spec, learner, reason, device), NOT_GRADED + digest)
+        for future in finished:
+            learner, spec, digest, payload, sent = in_flight.pop(future)
+            try:
+                result, info = future.result()
+            except Exception as exc:  # whatever stopped the task (KilledWorker, the grader's error): a row says why
+                if cluster.client.status not in ("running", "connecting"):  # the scheduler is gone: stop, resume later
+                    from graders.cluster import ClusterError
+                    raise ClusterError(f"lost the Dask scheduler at {cluster.address} ({type(exc).__name__}); what "
+                                       "was graded is kept: run again to resume") from exc
+                report(could_not_grade(spec, learner, _failure(exc), device), NOT_GRADED + digest)
+                continue
+            cluster.stats.add(time.monotonic() - sent, info["task_s"], payload, info["result_bytes"])
+            if info["grader"] != ours:
+                reason = (f"the worker runs grader {info['grader']}, this run is {ours}: start every worker from the "
+                          "same checkout and environment")
+                report(could_not_grade(spec, learner, reason, device), NOT_GRADED + digest)
+                continue
+            report(result, digest)

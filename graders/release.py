@@ -26,7 +26,7 @@ from polyglot_lab.compat import tomllib
 
 DISTRIBUTION = "polyglot-lab-course"
 # What the learner package needs at run time: the project's dependencies less the grader's own.
-GRADER_ONLY = ("nbclient", "nbformat", "rich", "psutil")
+GRADER_ONLY = ("nbclient", "nbformat", "rich", "psutil", "dask", "cryptography")
 LEARNER_README = REPO / "docs" / "learners.md"
 SKIPPED = ("__pycache__", ".ipynb_checkpoints")
 
