@@ -47,17 +47,24 @@ def bullets(text: str) -> list[str]:
     return [line for line in text.split("\n") if re.match(r"^\s*[-*] ", line)]
 
 
+def _sections_problems(text: str, headings: tuple[str, ...], where: str) -> list[str]:
+    """Each heading of `headings` present in `text`, with something under it that is not a TODO."""
+    problems = []
+    for heading in headings:
+        body = section(text, heading)
+        if body is None:
+            problems.append(f"{where} has no '{heading}' section")
+        elif not body.strip() or "TODO" in body:
+            problems.append(f"{where}: its '{heading}' section is empty or still says TODO")
+    return problems
+
+
 def _opening_problems(nb, module_id: str) -> list[str]:
     markdown = [c for c in nb.cells if c.cell_type == "markdown"]
     if not markdown:
         return ["no markdown cell: no opening"]
-    opening, problems = markdown[0].source, []
-    for heading in OPENING:
-        body = section(opening, heading)
-        if body is None:
-            problems.append(f"the opening (first markdown cell) has no '{heading}' section")
-        elif not body.strip() or "TODO" in body:
-            problems.append(f"the opening's '{heading}' section is empty or still says TODO")
+    opening = markdown[0].source
+    problems = _sections_problems(opening, OPENING, "the opening (first markdown cell)")
     for heading, least in (("### You will be able to", 3), ("### It assumes", 1)):
         body = section(opening, heading)
         if body is not None and len(bullets(body)) < least:
@@ -163,13 +170,7 @@ def _parts_problems(nb, parts) -> list[str]:
 def _closing_problems(nb) -> list[str]:
     markdown = [c for c in nb.cells if c.cell_type == "markdown"]
     closing = markdown[-1].source if markdown else ""
-    problems = []
-    for heading in CLOSING:
-        body = section(closing, heading)
-        if body is None:
-            problems.append(f"the closing (last markdown cell) has no '{heading}' section")
-        elif not body.strip() or "TODO" in body:
-            problems.append(f"the closing's '{heading}' section is empty or still says TODO")
+    problems = _sections_problems(closing, CLOSING, "the closing (last markdown cell)")
     keep = section(closing, "## What to keep")
     if keep is not None and len(bullets(keep)) != 3:
         problems.append(f"'## What to keep' lists {len(bullets(keep))} idea(s); it must be exactly three")

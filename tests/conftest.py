@@ -88,6 +88,18 @@ def make_notebook(cells) -> nbformat.NotebookNode:
 
 
 @pytest.fixture
+def classroom(tmp_path, toy_spec):
+    """Three learners: one solved, one with `double` wrong, one who submitted nothing."""
+    folder = tmp_path / "submissions"
+    wrong = [(s.replace("2 * x", "3 * x"), t) for s, t in SOLVED_TOY]
+    for learner, cells in (("ann", SOLVED_TOY), ("bob", wrong), ("cat", None)):
+        (folder / learner).mkdir(parents=True)
+        if cells:
+            nbformat.write(make_notebook(cells), folder / learner / toy_spec.notebook_name)
+    return folder
+
+
+@pytest.fixture
 def grade_toy(tmp_path, toy_spec):
     """grade_toy(cells or text) -> ModuleResult for a toy submission written to a temporary folder."""
     def grade(cells=None, text: str | bytes | None = None, name="toy_module.ipynb"):

@@ -33,17 +33,6 @@ def gradebook(results, spec) -> str:
     return gradebook_csv(results, [spec.id])
 
 
-@pytest.fixture
-def classroom(tmp_path, toy_spec):
-    folder = tmp_path / "submissions"
-    wrong = [(s.replace("2 * x", "3 * x"), t) for s, t in SOLVED_TOY]
-    for learner, cells in (("ann", SOLVED_TOY), ("bob", wrong), ("cat", None)):
-        (folder / learner).mkdir(parents=True)
-        if cells:
-            nbformat.write(make_notebook(cells), folder / learner / toy_spec.notebook_name)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory, toy_spec):
     """The serial run's results (one worker in this process), for a copy of the classroom."""

@@ -1,29 +1,15 @@
 """Nothing graded twice, nothing lost: results kept in SQLite by submission and grader version; a killed run
 resumes; parallel grading (worker processes) gives the serial results."""
-import nbformat
 import pytest
 
 import graders.grade as grade
 import graders.store as store
-from conftest import SOLVED_TOY, make_notebook
 from graders.store import ResultStore
 
 
 def summary(results):
     return [(m.learner, c.exercise, c.check, c.status, c.score, c.message) for r in results for m in r.modules
             for c in m.checks]
-
-
-@pytest.fixture
-def classroom(tmp_path, toy_spec):
-    """Three learners: one solved, one with `double` wrong, one who submitted nothing."""
-    folder = tmp_path / "submissions"
-    wrong = [(s.replace("2 * x", "3 * x"), t) for s, t in SOLVED_TOY]
-    for learner, cells in (("ann", SOLVED_TOY), ("bob", wrong), ("cat", None)):
-        (folder / learner).mkdir(parents=True)
-        if cells:
-            nbformat.write(make_notebook(cells), folder / learner / toy_spec.notebook_name)
-    return folder
 
 
 def graded(classroom, toy_spec, db, **kwargs):
