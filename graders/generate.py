@@ -49,9 +49,15 @@ def strip_solutions(source: str, where: str = "", message: str = "") -> str:
                        source)
 
 
+def tag_value(cell, prefix: str) -> str | None:
+    """What follows `prefix` in a cell's tag that starts with it: tag_value(cell, "check:") is the exercise id of a
+    `check:<id>` cell; None when no tag starts with it."""
+    return next((t.split(":", 1)[1] for t in cell.metadata.get("tags", []) if str(t).startswith(prefix)), None)
+
+
 def _solution_of(cell) -> str | None:
     """The exercise id of a cell's `solution:<id>` tag."""
-    return next((t.split(":", 1)[1] for t in cell.metadata.get("tags", []) if str(t).startswith("solution:")), None)
+    return tag_value(cell, "solution:")
 
 
 def remove_markers(source: str) -> str:

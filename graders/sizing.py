@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from graders.generate import _REGION, BEGIN, END, GenerateError
+from graders.generate import _REGION, BEGIN, END, GenerateError, tag_value
 
 BLOCK = re.compile(r"<!-- sizing -->.*?<!-- /sizing -->", re.DOTALL)
 SITTING_MINUTES = 180       # a notebook, or each part of a long one, in one sitting of 2-3 hours
@@ -83,10 +83,6 @@ def given_lines(source: str) -> list[str]:
     return _code_lines(_REGION.sub("", source))
 
 
-def _tag(cell, prefix: str) -> str | None:
-    return next((t.split(":", 1)[1] for t in cell.metadata.get("tags", []) if str(t).startswith(prefix)), None)
-
-
 def _words(cell) -> int:
     return len(BLOCK.sub("", cell.source).split())
 
@@ -108,7 +104,7 @@ def measure(master, earlier_solutions: set[str], module_id: str = "") -> ModuleS
                 carried += 1
             else:
                 new += 1
-        checked = _tag(cell, "check:")
+        checked = tag_value(cell, "check:")
         if checked:
             exercises.append(ExerciseSize(checked, words, given, new, carried))
             words = given = new = carried = 0

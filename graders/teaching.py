@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import re
 
+from graders.generate import tag_value
 from graders.sizing import BLOCK, EXERCISE_MINUTES, fmt_minutes
 
 OPENING = ("### You will be able to", "### It assumes", "### Time", "### Where it sits")
@@ -28,8 +29,17 @@ LICENSE_LINE = ("*Polyglot Lab: the code in this notebook is MIT-licensed, its t
 _LINK = re.compile(r"\]\((https?://[^)\s]+)\)")
 
 
-def _tag(cell, prefix: str) -> str | None:
-    return next((t.split(":", 1)[1] for t in cell.metadata.get("tags", []) if str(t).startswith(prefix)), None)
+def _texts_before_solutions(nb):
+    """(exercise id, the markdown between the previous exercise's check cell and its solution cell) per exercise."""
+    text: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            text.append(cell.source)
+        exercise = tag_value(cell, "solution:")
+        if exercise:
+            yield exercise, "\n".join(text)
+        if exercise or tag_value(cell, "check:"):
+            text = []
 
 
 def section(text: str, heading: str) -> str | None:
@@ -72,7 +82,7 @@ def _opening_problems(nb, module_id: str) -> list[str]:
     time = section(opening, "### Time") or ""
     if not BLOCK.search(time):
         problems.append("the opening's '### Time' has no <!-- sizing --><!-- /sizing --> block for make notebooks")
-    first_exercise = next((i for i, c in enumerate(nb.cells) if _tag(c, "solution:")), len(nb.cells))
+    first_exercise = next((i for i, c in enumerate(nb.cells) if tag_value(c, "solution:")), len(nb.cells))
     call = f"polyglot_lab.course.show_lifecycle({module_id!r})".replace("'", '"')
     if not any(c.cell_type == "code" and call in c.source for c in nb.cells[:first_exercise]):
         problems.append(f"no code cell before the first exercise draws the course: {call}")
@@ -80,18 +90,8 @@ def _opening_problems(nb, module_id: str) -> list[str]:
 
 
 def _why_problems(nb) -> list[str]:
-    problems, text = [], []
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            text.append(cell.source)
-        exercise = _tag(cell, "solution:")
-        if exercise and not any(WHY.search(t) for t in text):
-            problems.append(f"exercise {exercise!r}: no '**Why.**' paragraph in the text before its solution cell")
-        if exercise:
-            text = []
-        if _tag(cell, "check:"):
-            text = []
-    return problems
+    return [f"exercise {exercise!r}: no '**Why.**' paragraph in the text before its solution cell"
+            for exercise, text in _texts_before_solutions(nb) if not WHY.search(text)]
 
 
 def _assigned(source: str) -> set[str]:
@@ -138,7 +138,7 @@ def _demo_problems(nb) -> list[str]:
                 problems.append(f"demo cell {index} (id {cell.get('id', '?')}) uses {', '.join(borrowed)}, which only "
                                 "a solution cell defines: in the learner edition it would fail")
             given |= _assigned(cell.source)
-        elif _tag(cell, "solution:"):
+        elif tag_value(cell, "solution:"):
             answers |= _assigned(cell.source)
         else:
             given |= _assigned(cell.source)
@@ -149,7 +149,7 @@ def _demo_problems(nb) -> list[str]:
 
 def _parts_problems(nb, parts) -> list[str]:
     problems = []
-    order = [(i, _tag(c, "check:"), c) for i, c in enumerate(nb.cells)]
+    order = [(i, tag_value(c, "check:"), c) for i, c in enumerate(nb.cells)]
     for part in parts:
         last = max((i for i, checked, _ in order if checked == part.exercises[-1]), default=None)
         if last is None:
@@ -158,7 +158,7 @@ def _parts_problems(nb, parts) -> list[str]:
         call = f'grader.score("{part.id}")'
         following = []
         for _, _, cell in order[last + 1:]:
-            if _tag(cell, "solution:"):
+            if tag_value(cell, "solution:"):
                 break
             following.append(cell)
         if not any(c.cell_type == "code" and c.source.strip() == call for c in following):
@@ -188,20 +188,13 @@ def _closing_problems(nb) -> list[str]:
 def _steps_problems(nb, size) -> list[str]:
     """An exercise longer than a half-hour's work comes in numbered steps (3 or more), one idea each, so that a
     learner always has a next thing to finish and check."""
-    problems, text = [], []
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            text.append(cell.source)
-        exercise = _tag(cell, "solution:")
-        if exercise:
-            minutes = size.exercise(exercise).minutes()
-            steps = len(re.findall(r"^\d+\. ", "\n".join(text), re.MULTILINE))
-            if minutes > EXERCISE_MINUTES and steps < 3:
-                problems.append(f"exercise {exercise!r} takes about {fmt_minutes(minutes)}, over "
-                                f"{EXERCISE_MINUTES} min, and its text has {steps} numbered step(s): give it 3 or more")
-            text = []
-        if _tag(cell, "check:"):
-            text = []
+    problems = []
+    for exercise, text in _texts_before_solutions(nb):
+        minutes = size.exercise(exercise).minutes()
+        steps = len(re.findall(r"^\d+\. ", text, re.MULTILINE))
+        if minutes > EXERCISE_MINUTES and steps < 3:
+            problems.append(f"exercise {exercise!r} takes about {fmt_minutes(minutes)}, over "
+                            f"{EXERCISE_MINUTES} min, and its text has {steps} numbered step(s): give it 3 or more")
     return problems
 
 
