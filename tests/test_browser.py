@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 
 from polyglot_lab.catalogue import REPO, load_module
 from polyglot_lab.progress import solution_sources
+from polyglot_lab.serving import free_port
 
 MODULE = "01_keras_prototype"
 NOTEBOOK = f"{MODULE}.ipynb"
@@ -46,12 +46,6 @@ pytestmark = pytest.mark.slow
 
 
 # -- JupyterLab, started and stopped by the test ---------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def hermetic_env(tmp: Path) -> dict[str, str]:
     """The test's environment without the user's Jupyter, IPython and home settings, and without the frameworks'
     settings (conftest's TF_CPP_MIN_LOG_LEVEL and KERAS_BACKEND): the kernel gets those from the course's kernel
