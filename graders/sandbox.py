@@ -81,7 +81,7 @@ def user_of(pid: int) -> int:
 # What a kernel or checker inherits of the grader's environment: what Python, the frameworks and the course need to
 # run as configured, nothing else (a token set for `make grade` must not be readable by learner code).
 ENV_ALLOWED = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "PYTHONPATH", "PYTHONHASHSEED",
-               "VIRTUAL_ENV", "LD_LIBRARY_PATH", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_FORCE_GPU_ALLOW_GROWTH",
+               "VIRTUAL_ENV", "LD_LIBRARY_PATH", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "KINETO_LOG_LEVEL", "TF_FORCE_GPU_ALLOW_GROWTH",
                "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
                "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                "NVPL_BLAS_DEBUG_CPU_TYPE", "MPLBACKEND", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",

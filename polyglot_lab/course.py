@@ -27,8 +27,8 @@ STAGES = (
     Stage("03_onnx_export", "03 · Export\nto ONNX", ".onnx", 8.4, 1.2, 3.4),
     Stage("04_tensorflow_serving", "04 · Serve and compile\nwith TensorFlow", "", 12.6, 1.2, 3.4),
     Stage("05_capstone", "05 · Capstone: the whole chain again, on a tiny transformer", "", 0.0, 3.0, 16.0),
-    Stage("06_performance", "06 · Make it fast: profile, compile, mixed precision (to come)", "", 0.0, 4.2, 16.0,
-          planned=True),
+    Stage("06_performance", "06 · Make it fast: profile, compile, mixed precision, memory, a latency budget", "", 0.0,
+          4.2, 16.0),
 )
 HEIGHT = {True: 0.8, False: 1.2}  # a full-width band is thinner than a stage of the chain
 HERE, OTHER, PLANNED = "#f2a541", "#dbe7f3", "#ffffff"

@@ -18,6 +18,7 @@ import tempfile
 # What TensorFlow's own log level hides once it applies (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL): the course's default
 # is 3, because a CPU machine otherwise gets "E0000 ... failed call to cuInit" under a learner's first Keras cell.
 DEFAULT_LEVEL = "3"
+KINETO_QUIET = "6"  # torch.profiler's Kineto prints profiler_start/stop lines to stderr below this level
 _SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
 _ABSL_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ \S+:\d+\] ")
 _BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
@@ -27,7 +28,8 @@ _CONTINUATION = "To enable the following instructions:"
 
 def quiet_environment() -> dict[str, str]:
     """The settings a course kernel starts with (the kernel spec `make setup` and `polyglot-lab lab` install)."""
-    return {"TF_CPP_MIN_LOG_LEVEL": DEFAULT_LEVEL, "KERAS_BACKEND": "tensorflow", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    return {"TF_CPP_MIN_LOG_LEVEL": DEFAULT_LEVEL, "KERAS_BACKEND": "tensorflow", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+            "KINETO_LOG_LEVEL": KINETO_QUIET}
 
 
 def kept_lines(text: str, level: int) -> str:
@@ -119,6 +121,7 @@ def install() -> None:
     import warnings
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", DEFAULT_LEVEL)
+    os.environ.setdefault("KINETO_LOG_LEVEL", KINETO_QUIET)  # read when a profile starts: in time here
     for name in _FRAMEWORK_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     for category, message in _FRAMEWORK_WARNINGS:

@@ -244,6 +244,67 @@ def ort_latency(path: str, x: np.ndarray, repeats: int = 30, providers: list[str
     return {"median_s": float(np.median(times))}
 
 
+def ort_latencies(path: str, x: np.ndarray, repeats: int = 200, threads: int = 1) -> dict:
+    """Seconds of each of `repeats` runs on x, in a session of `threads` intra-op threads, after a warm-up: the
+    samples themselves, so that the grader computes the percentiles it needs."""
+    import time
+
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads, options.inter_op_num_threads = int(threads), 1
+    session = _cached(f"ort-threads-{threads}", path,
+                      lambda: ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]))
+    feed = {session.get_inputs()[0].name: x}
+    for _ in range(10):
+        session.run(None, feed)
+    times = []
+    for _ in range(int(repeats)):
+        started = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - started)
+    return {"seconds": np.asarray(times)}
+
+
+def fastnet_speed(path: str, config: dict, x: np.ndarray, kinds: list[str], repeats: int = 30) -> dict:
+    """Module 06's network with the weights of a state dict (weights_only), timed as `kinds` ask: "eager",
+    "compiled" (torch.compile, the first call's seconds reported as compile_s) and "bf16" (autocast on the CPU).
+    Median seconds per call after a warm-up, the calls interleaved so that a load on the machine slows all alike."""
+    import time
+
+    import torch
+
+    from polyglot_lab import fastnet
+    torch._inductor.config.compile_threads = 1  # no pool of compile workers inside the sandbox
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    model = fastnet.loaded(state, config)
+    inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    first_call_s = None
+
+    def autocast(batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(batch)
+
+    calls = {"eager": model, "bf16": autocast}
+    with torch.no_grad():
+        if "compiled" in kinds:
+            calls["compiled"] = torch.compile(model)
+            start = time.perf_counter()
+            calls["compiled"](inputs)
+            first_call_s = time.perf_counter() - start
+        chosen = {kind: calls[kind] for kind in kinds}
+        for _ in range(3):
+            for call in chosen.values():
+                call(inputs)
+        times: dict = {kind: [] for kind in chosen}
+        for _ in range(int(repeats)):
+            for kind, call in chosen.items():
+                start = time.perf_counter()
+                call(inputs)
+                times[kind].append(time.perf_counter() - start)
+    return {"median_s": {kind: float(np.median(t)) for kind, t in times.items()}, "compile_s": first_call_s}
+
+
 # -- TensorFlow ------------------------------------------------------------------------------------
 def _signature(path: str):
     def load():
@@ -426,5 +487,6 @@ def serve(model_dir: str, codec: str, name: str, requests: dict, burst: list, co
 
 OPS = {fn.__name__: fn for fn in (
     keras_summary, keras_predict, keras_predict_backend, pt2_run, pt2_state, pt2_training_ops, torch_state,
-    onnx_graph, ort_info, ort_run, ort_latency, savedmodel_info, savedmodel_run, savedmodel_latency, tf_gpu_available,
+    onnx_graph, ort_info, ort_run, ort_latency, ort_latencies, fastnet_speed, savedmodel_info, savedmodel_run,
+    savedmodel_latency, tf_gpu_available,
     litert_run, litert_tensors, convert, serve)}

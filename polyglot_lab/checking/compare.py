@@ -57,3 +57,22 @@ def softmax(logits) -> np.ndarray:
     z = np.asarray(logits, np.float64)
     z = np.exp(z - z.max(1, keepdims=True))
     return z / z.sum(1, keepdims=True)
+
+
+SPEED_FACTOR = 3.0  # two medians of the same ratio, taken minutes apart, on a machine others may share
+SIDE_MARGIN = 1.5   # a ratio within 1.5x of 1 has no reliable side: the two are about as fast
+
+
+def expect_ratio(reported: float, measured: float, what: str, inverted: str, hint: str) -> None:
+    """Fail unless a speed ratio the learner reported agrees with the grader's measurement of the same thing: on
+    the same side of 1 (when the grader's is clearly off 1; otherwise `inverted` names the likely mistake) and
+    within SPEED_FACTOR of it."""
+    from polyglot_lab.checking import CheckFailed
+
+    if max(measured, 1 / measured) >= SIDE_MARGIN and (reported > 1) != (measured > 1):
+        raise CheckFailed(f"{what} is on the wrong side of 1: {inverted}",
+                          expected=f"about {measured:.2f}, as the grader measures it", found=f"{reported:.2f}", hint=hint)
+    if max(reported / measured, measured / reported) > SPEED_FACTOR:
+        raise CheckFailed(f"{what} is more than {SPEED_FACTOR:g}x away from the grader's own measurement of the same "
+                          "thing.", expected=f"about {measured:.2f} (within {SPEED_FACTOR:g}x)", found=f"{reported:.2f}",
+                          hint=hint)
