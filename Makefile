@@ -25,7 +25,7 @@ export PYTHONUNBUFFERED := 1
 
 # `make` alone lists the targets (tests/test_learner_tools.py checks that every target is listed here).
 help:
-	@echo "Polyglot Lab. Quick start: make grade (about 15 min on 2 cores), then make test (about 25 min)."
+	@echo "Polyglot Lab. Quick start: make grade (about 18 min on 2 cores), then make test (about 16 min)."
 	@echo ""
 	@echo "Learners"
 	@echo "  make lab              JupyterLab on your workspace/ (a copy of notebooks/, never overwritten)"
@@ -46,7 +46,7 @@ help:
 	@echo "  make verify           static checks; every master full marks, every learner edition zero"
 	@echo "Developers"
 	@echo "  make setup            the virtual environment .venv (every target makes it when needed)"
-	@echo "  make test             every test; make test-fast leaves out those that run whole notebooks"
+	@echo "  make test             every test, on TEST_JOBS=2 pytest workers; make test-fast leaves out whole notebooks"
 	@echo "  make lint             ruff and mypy"
 	@echo "  make clean            remove reports and scratch files"
 
@@ -69,13 +69,17 @@ $(STAMP): pyproject.toml
 grade: $(STAMP)
 	$(PY) -m graders grade --submissions "$(SUBMISSIONS)" --reports "$(REPORTS)" --device "$(DEVICE)" --modules "$(MODULES)" --jobs "$(JOBS)" --scheduler "$(SCHEDULER)" $(if $(FRESH),--no-resume,)
 
+# Two pytest workers, whole files each (--dist loadfile): the course tests of one file share their graded notebooks,
+# and a file's tests stay in one process. TEST_JOBS=1 runs them in this process, one after the other.
+TEST_JOBS  ?= 2
+PYTEST     := $(PY) -m pytest $(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile,)
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PYTEST)
 
 # The tests without those marked slow (they execute whole course notebooks: tests/test_course.py, tests/test_corpus.py).
 .PHONY: test-fast
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Static checks, configured in pyproject.toml: ruff over graders/, polyglot_lab/ and tests/, then mypy over graders/.
 lint: $(STAMP)

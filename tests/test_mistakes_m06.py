@@ -220,7 +220,7 @@ def save_state(ctx, seed=0):
 
 
 def test_compile_speedup_measured(ctx, monkeypatch):
-    figures = {"compile_s": 14.0, "speedup": {8: 1.7, 256: 2.3}}
+    figures = {"compile_s": 14.0, "speedup": {8: 1.7, 256: 2.3}, "max_abs_diff": 4e-7}
     probe_with(ctx, "compile_speedup", compile_figures=figures)
     fails_with(m06.compile_speedup_measured, ctx, "fast_state.pt was not found")  # nothing to time it on
     save_state(ctx)
@@ -228,8 +228,9 @@ def test_compile_speedup_measured(ctx, monkeypatch):
 
     def measured_speed(ctx, kinds, batches, why):  # compiling pays twice and more: eager / compiled = 2 and 2.5
         asked.append((kinds, batches))
-        return {8: {"median_s": {"eager": 2e-4, "compiled": 1e-4}, "compile_s": 12.0},
-                256: {"median_s": {"eager": 5e-3, "compiled": 2e-3}, "compile_s": None}}
+        return {8: {"median_s": {"eager": 2e-4, "compiled": 1e-4}, "compile_s": 12.0, "max_abs_diff": {"compiled": 3e-7}},
+                256: {"median_s": {"eager": 5e-3, "compiled": 2e-3}, "compile_s": None,
+                      "max_abs_diff": {"compiled": 5e-7}}}
     monkeypatch.setattr(m06, "measured_speed", measured_speed)
     assert m06.compile_speedup_measured(ctx)
     assert asked[-1] == (("eager", "compiled"), (8, 256))
@@ -245,6 +246,20 @@ def test_compile_speedup_measured(ctx, monkeypatch):
         costs_only(ctx, m06.registry, "compile_speedup", "speedup", *words)
     probe_with(ctx, "compile_speedup", compile_figures={**figures, "speedup": {"8": 1.7, "256": 2.3}})
     full_marks(ctx, m06.registry, "compile_speedup")  # keys as strings are as good
+    for wrong, words in [({**figures, "max_abs_diff": 0.3}, ("max_abs_diff is not the compiled model's difference",)),
+                         ({k: v for k, v in figures.items() if k != "max_abs_diff"}, ("max_abs_diff",))]:
+        probe_with(ctx, "compile_speedup", compile_figures=wrong)
+        costs_only(ctx, m06.registry, "compile_speedup", "parity", *words)
+
+
+def test_a_compiled_model_that_differs_from_eager_is_named(ctx, monkeypatch):
+    save_state(ctx)
+    monkeypatch.setattr(m06, "measured_speed", lambda ctx, kinds, batches, why: {
+        b: {"median_s": {"eager": 2e-3, "compiled": 1e-3}, "compile_s": 10.0, "max_abs_diff": {"compiled": 0.5}}
+        for b in batches})
+    probe_with(ctx, "compile_speedup", compile_figures={"compile_s": 14.0, "speedup": {8: 2.0, 256: 2.0},
+                                                        "max_abs_diff": 0.5})
+    costs_only(ctx, m06.registry, "compile_speedup", "parity", "does not agree with eager")
 
 
 def test_bf16_speedup_measured(ctx, monkeypatch):
@@ -258,7 +273,7 @@ def test_bf16_speedup_measured(ctx, monkeypatch):
 
     def measured_speed(ctx, kinds, batches, why):
         asked.append((kinds, batches))
-        return {256: {"median_s": {"eager": 2e-3, "bf16": 5e-3}, "compile_s": None}}
+        return {256: {"median_s": {"eager": 2e-3, "bf16": 5e-3}, "compile_s": None, "max_abs_diff": {"bf16": 0.02}}}
     monkeypatch.setattr(m06, "measured_speed", measured_speed)
     assert m06.bf16_speedup_measured(ctx)
     assert asked[-1] == (("eager", "bf16"), (256,))
@@ -268,6 +283,13 @@ def test_bf16_speedup_measured(ctx, monkeypatch):
                          ({"max_abs_diff": 0.01}, ("has no speed-up",))]:
         probe_with(ctx, "bf16_speedup", bf16_figures=wrong)
         costs_only(ctx, m06.registry, "bf16_speedup", "speedup", *words)
+    probe_with(ctx, "bf16_speedup", bf16_figures=figures)
+    full_marks(ctx, m06.registry, "bf16_speedup")
+    for wrong, words in [({**figures, "max_abs_diff": 3e-7}, ("a float32 difference", "both float32")),
+                         ({**figures, "max_abs_diff": 0.5}, ("more than 10x away",)),  # typed, or another scale
+                         ({"speedup": 0.45}, ("more than 10x away",))]:
+        probe_with(ctx, "bf16_speedup", bf16_figures=wrong)
+        costs_only(ctx, m06.registry, "bf16_speedup", "max_abs_diff", *words)
 
 
 # -- bf16 ------------------------------------------------------------------------------------------------------------

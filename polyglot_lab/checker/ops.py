@@ -269,7 +269,8 @@ def ort_latencies(path: str, x: np.ndarray, repeats: int = 200, threads: int = 1
 def fastnet_speed(path: str, config: dict, x: np.ndarray, kinds: list[str], repeats: int = 30) -> dict:
     """Module 06's network with the weights of a state dict (weights_only), timed as `kinds` ask: "eager",
     "compiled" (torch.compile, the first call's seconds reported as compile_s) and "bf16" (autocast on the CPU).
-    Median seconds per call after a warm-up, the calls interleaved so that a load on the machine slows all alike."""
+    Median seconds per call after a warm-up, the calls interleaved so that a load on the machine slows all alike,
+    and each kind's largest difference from eager on x."""
     import time
 
     import torch
@@ -302,7 +303,11 @@ def fastnet_speed(path: str, config: dict, x: np.ndarray, kinds: list[str], repe
                 start = time.perf_counter()
                 call(inputs)
                 times[kind].append(time.perf_counter() - start)
-    return {"median_s": {kind: float(np.median(t)) for kind, t in times.items()}, "compile_s": first_call_s}
+        reference = model(inputs)
+        max_abs_diff = {kind: float((call(inputs).float() - reference).abs().max()) for kind, call in chosen.items()
+                        if kind != "eager"}
+    return {"median_s": {kind: float(np.median(t)) for kind, t in times.items()}, "compile_s": first_call_s,
+            "max_abs_diff": max_abs_diff}
 
 
 # -- TensorFlow ------------------------------------------------------------------------------------

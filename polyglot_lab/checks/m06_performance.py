@@ -16,6 +16,7 @@ from polyglot_lab.probes.m06_performance import (  # the probes, in the kernel s
 from polyglot_lab.checking import CheckContext, CheckFailed, Registry
 from polyglot_lab.checking.compare import close, expect_close, expect_ratio
 from polyglot_lab.checking.runtimes import onnxruntime_outputs, saved_tensors
+from polyglot_lab.data import digits
 
 registry = Registry("06_performance")
 STATE_FILE, ONNX_FILE = registry.artifacts("budget")
@@ -28,6 +29,8 @@ BF16_ATOL = 5e-2        # bfloat16 keeps 8 bits of mantissa: ~4e-3 relative per 
 FP32_BAR = 1e-6         # closer than this to float32 everywhere: nothing ran in bfloat16
 COMPILE_BATCHES = (8, 256)
 BF16_BATCH = 256
+COMPILED_ATOL = 1e-4    # compiled against eager: float32 kernels, fused and reordered
+DIFF_FACTOR = 10.0      # the same difference, on other rows like the notebook's
 LATENCY_BATCHES = (1, 8, 64, 256)
 BUDGET_FACTOR = 1.5     # p99 at the chosen batch, measured again minutes later: within 1.5x of the budget
 CHECKPOINT_BAR = 0.5    # checkpointing every block keeps at most half of the bytes a plain forward saves
@@ -161,8 +164,9 @@ def measured_speed(ctx: CheckContext, kinds: tuple[str, ...], batches: tuple[int
     """The grader's medians, {batch: {kind: s}} (and the compile time), of the notebook's fast_state.pt in the
     checker, on rows it draws."""
     def measure():
-        rng = ctx.rng("speed:" + ",".join(kinds))
-        x = rng.standard_normal((max(batches), 64)).astype(np.float32)
+        X, _ = digits()  # rows like the notebook's (scaled pixels), drawn afresh
+        rows = ctx.rng("speed:" + ",".join(kinds)).choice(len(X), size=max(batches), replace=False)
+        x = (X[rows] / 16.0).astype(np.float32)
         path = ctx.artifact(STATE_FILE, hint=HINTS[STATE_FILE])
         found = {}
         for batch in batches:
@@ -179,7 +183,8 @@ def reported_figures(ctx: CheckContext, probe_fn, expected: str) -> dict:
     return figures
 
 
-COMPILE_FIGURES = "compile_figures = {'compile_s': the first call's seconds, 'speedup': {8: eager / compiled, 256: ...}}"
+COMPILE_FIGURES = "compile_figures = {'compile_s': the first call's seconds, 'speedup': {8: eager / compiled, 256: ...}, " \
+                  "'max_abs_diff': compiled against eager}"
 
 
 @registry.check("compile_speedup", "speedup")
@@ -207,6 +212,24 @@ def compile_speedup_measured(ctx: CheckContext):
                           found=str(figures["compile_s"]),
                           hint="Time the compiled model's very first call, once, before any warm-up.")
     return "speed-ups " + "; ".join(said) + f"; compile {figures['compile_s']:.1f} s"
+
+
+@registry.check("compile_speedup", "parity")
+def compile_parity(ctx: CheckContext):
+    figures = reported_figures(ctx, compile_speedup, COMPILE_FIGURES)
+    reported = figures["max_abs_diff"]
+    why = f"The grader compares the compiled and eager runs of your {STATE_FILE}"
+    measured = measured_speed(ctx, ("eager", "compiled"), COMPILE_BATCHES, why)[COMPILE_BATCHES[-1]]["max_abs_diff"]
+    if measured["compiled"] > COMPILED_ATOL:
+        raise CheckFailed("The compiled model does not agree with eager as the grader runs it.",
+                          expected=f"max abs diff <= {COMPILED_ATOL:g}", found=f"{measured['compiled']:.1e}",
+                          hint="Compile the model itself, in eval mode, without changing what it computes.")
+    if reported is None or not 0 <= reported <= COMPILED_ATOL:
+        raise CheckFailed("compile_figures' max_abs_diff is not the compiled model's difference from eager: the "
+                          "grader measures float32 agreement.", expected=f"a measured value <= {COMPILED_ATOL:g} "
+                                                                         f"(the grader's: {measured['compiled']:.1e})",
+                          found=str(reported), hint="(compiled(x) - model(x)).abs().max().item() on the same rows.")
+    return f"compiled agrees with eager: {reported:.1e} reported, {measured['compiled']:.1e} as the grader measures it"
 
 
 @registry.inputs("bf16")
@@ -304,6 +327,23 @@ def bf16_speedup_measured(ctx: CheckContext):
                  "it looks inverted (bfloat16's time over float32's), or assumed rather than measured: on many CPUs "
                  "bfloat16 is slower.", hint="speedup = median float32 time / median bfloat16 time, measured.")
     return f"bfloat16 speed-up {reported:.2f} (the grader measures {grader:.2f})"
+
+
+@registry.check("bf16_speedup", "max_abs_diff")
+def bf16_max_abs_diff(ctx: CheckContext):
+    figures = reported_figures(ctx, bf16_speedup, "bf16_figures = {..., 'max_abs_diff': bfloat16 against float32}")
+    reported = figures["max_abs_diff"]
+    why = f"The grader compares bfloat16 and float32 runs of your {STATE_FILE}"
+    measured = measured_speed(ctx, ("eager", "bf16"), (BF16_BATCH,), why)[BF16_BATCH]["max_abs_diff"]["bf16"]
+    if reported is not None and reported <= FP32_BAR:
+        raise CheckFailed("bf16_figures' max_abs_diff is a float32 difference: the two runs it compares were both "
+                          "float32.", expected=f"about {measured:.1e} (bfloat16's rounding)", found=f"{reported:.1e}",
+                          hint="Compare autocast_logits(model, x) with model(x) on the same rows.")
+    if reported is None or not measured / DIFF_FACTOR <= reported <= measured * DIFF_FACTOR:
+        raise CheckFailed(f"bf16_figures' max_abs_diff is more than {DIFF_FACTOR:g}x away from the grader's measurement "
+                          "of the same difference.", expected=f"about {measured:.1e}", found=str(reported),
+                          hint="The largest |bfloat16 logit - float32 logit| over batch 256, computed, not typed.")
+    return f"bfloat16 against float32: {reported:.1e} (the grader measures {measured:.1e})"
 
 
 @registry.inputs("memory")

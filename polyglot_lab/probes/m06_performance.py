@@ -92,8 +92,8 @@ def torch_compile(ns, io):
 def compile_speedup(ns, io):
     figures = dict(need(ns, "compile_figures"))
     speedup = {str(k): float(v) for k, v in dict(figures.get("speedup") or {}).items() if _is_number(v)}
-    compile_s = figures.get("compile_s")
-    io.save(figures={"speedup": speedup, "compile_s": _number(compile_s)})
+    io.save(figures={"speedup": speedup, "compile_s": _number(figures.get("compile_s")),
+                     "max_abs_diff": _number(figures.get("max_abs_diff"))})
 
 
 @probe(y=ARRAY, dtype=VALUE, agrees_bf16=VALUE, agrees_wrong=VALUE, gpu=VALUE)
