@@ -34,9 +34,9 @@ FP32_BAR = 1e-6         # closer than this to float32 everywhere: nothing ran in
 COMPILE_BATCHES = (8, 256)
 BF16_BATCH = 256
 COMPILED_ATOL = 1e-4    # compiled against eager: float32 kernels, fused and reordered
+COMPILE_SIDE_MARGIN = 2.0  # a small network's compiled speed-up swings between 0.5 and 1.7 run to run on 2 cores
 DIFF_FACTOR = 10.0      # the same difference, on other rows like the notebook's
 LATENCY_BATCHES = (1, 8, 64, 256)
-BUDGET_FACTOR = 1.5     # p99 at the chosen batch, measured again minutes later: within 1.5x of the budget
 CHECKPOINT_BAR = 0.5    # checkpointing every block keeps at most half of the bytes a plain forward saves
 # </notebook>
 PROFILE_LEAD = 1.3      # the grader's top operator leads its second by this much, or either of its top two passes
@@ -383,6 +383,7 @@ def compile_speedup_measured(ctx: CheckContext):
         grader = times["eager"] / times["compiled"]
         expect_ratio(reported, grader, f"The compiled speed-up at batch {batch}",
                      "it looks inverted (the compiled time over the eager one), or the compiling call was timed.",
+                     side_margin=COMPILE_SIDE_MARGIN,
                      hint="speedup = median eager time / median compiled time, each after a warm-up call: the first "
                           "call of a compiled model compiles, and must not be timed as a steady call.")
         said.append(f"batch {batch}: {reported:.2f} (grader {grader:.2f})")
@@ -759,10 +760,9 @@ def latency(ns, io):
 @probe(figures=VALUE)
 def budget(ns, io):
     figures = dict(need(ns, "latency_figures"))
-    p99_ms = {str(t): {str(b): float(v) for b, v in dict(row).items() if _is_number(v)}
-              for t, row in dict(figures.get("p99_ms") or {}).items()}
-    chosen_batch = figures.get("chosen_batch")
-    io.save(figures={"p99_ms": p99_ms, "chosen_batch": _number(chosen_batch, int),
+    curves = {key: {str(t): {str(b): float(v) for b, v in dict(row).items() if _is_number(v)}
+                    for t, row in dict(figures.get(key) or {}).items()} for key in ("p50_ms", "p99_ms")}
+    io.save(figures={**curves, "chosen_batch": _number(figures.get("chosen_batch"), int),
                      "budget_ms": float(need(ns, "BUDGET_MS"))})
 # </kernel>
 
@@ -849,67 +849,76 @@ def largest_batch_check(ctx: CheckContext):
     return "the largest batch within the budget, and None when none meets it"
 
 
-def ort_p99_ms(ctx: CheckContext, batch: int, why: str) -> float:
-    """The grader's p99 (ms) of fast.onnx at `batch` rows, one thread, measured in the checker."""
+def ort_median_ms(ctx: CheckContext, batch: int, why: str) -> float:
+    """The grader's median latency (ms) of fast.onnx at `batch` rows, one thread, measured in the checker. The median,
+    not the p99: a p99 measured again minutes later, on a machine that also runs other work, moves with that work
+    (the tail is what the load changes first); the median holds."""
     def measure():
         x = ctx.rng(f"latency:{batch}").standard_normal((batch, 64)).astype(np.float32)
         path = ctx.artifact(ONNX_FILE, "budget", hint=HINTS[ONNX_FILE])
-        found = ctx.run("ort_latencies", f"{why}, and it could not be run", path=path, x=x, repeats=300, threads=1)
-        return float(np.percentile(found["seconds"], 99) * 1000)
-    return ctx.cached(f"ort_p99:{batch}", measure)
+        found = ctx.run("ort_latencies", f"{why}, and it could not be run", path=path, x=x, repeats=200, threads=1)
+        return float(np.median(found["seconds"]) * 1000)
+    return ctx.cached(f"ort_median:{batch}", measure)
 
 
 def latency_figures(ctx: CheckContext) -> dict:
     figures = ctx.outputs(budget)["figures"]
-    row = figures["p99_ms"].get("1", {})
-    missing = [b for b in LATENCY_BATCHES if str(b) not in row]
-    if missing:
-        raise CheckFailed("latency_figures has no p99 at one thread for every batch size.",
-                          expected=f"latency_figures['p99_ms'][1] with batches {list(LATENCY_BATCHES)}",
-                          found=str(figures["p99_ms"])[:200])
+    for key in ("p50_ms", "p99_ms"):
+        row = figures[key].get("1", {})
+        missing = [b for b in LATENCY_BATCHES if str(b) not in row]
+        if missing:
+            raise CheckFailed(f"latency_figures has no {key[:3]} at one thread for every batch size.",
+                              expected=f"latency_figures['{key}'][1] with batches {list(LATENCY_BATCHES)}",
+                              found=str(figures[key])[:200])
     return figures
 
 
 @registry.check("budget", "curve_measured")
 def curve_measured(ctx: CheckContext):
-    row = latency_figures(ctx)["p99_ms"]["1"]
+    figures = latency_figures(ctx)
+    p50, p99 = figures["p50_ms"]["1"], figures["p99_ms"]["1"]
+    below = [b for b in LATENCY_BATCHES if p99[str(b)] < p50[str(b)]]
+    if below:
+        raise CheckFailed(f"latency_figures' p99 is below its median at batch {below[0]}: they are not percentiles of "
+                          "the same samples.", expected="p50 <= p99 at every batch",
+                          found=f"p50 {p50[str(below[0])]:.3f} ms, p99 {p99[str(below[0])]:.3f} ms",
+                          hint="Both from the same timed runs: np.percentile(samples, 50) and p99(samples).")
     why = f"The grader times {ONNX_FILE} in ONNX Runtime to check latency_figures against its own measurement"
     low, high = LATENCY_BATCHES[0], LATENCY_BATCHES[-1]
-    grader = ort_p99_ms(ctx, high, why) / ort_p99_ms(ctx, low, why)
-    reported = row[str(high)] / row[str(low)]
-    expect_ratio(reported, grader, f"The growth of p99 from batch {low} to {high}",
+    grader = ort_median_ms(ctx, high, why) / ort_median_ms(ctx, low, why)
+    reported = p50[str(high)] / p50[str(low)]
+    expect_ratio(reported, grader, f"The growth of the median latency from batch {low} to {high}",
                  "the curve looks inverted.", hint="Measure each batch size in the same session, after a warm-up: "
-                                                   "p99 of a few hundred timed runs, in milliseconds.")
-    return f"p99 grows {reported:.1f}x from batch {low} to {high} (the grader measures {grader:.1f}x)"
+                                                   "a few hundred timed runs, their percentiles in milliseconds.")
+    return f"the median grows {reported:.1f}x from batch {low} to {high} (the grader measures {grader:.1f}x)"
 
 
 @registry.check("budget", "budget_met")
 def budget_met(ctx: CheckContext):
+    """The decision is judged on the learner's own one-thread curve (whose growth curve_measured holds to the
+    grader's); the grader's own median at the chosen batch says the curve is fast.onnx's."""
     figures = latency_figures(ctx)
-    budget_ms, chosen = figures["budget_ms"], figures["chosen_batch"]
+    budget_ms, chosen, p99 = figures["budget_ms"], figures["chosen_batch"], figures["p99_ms"]["1"]
+    meeting = [b for b in LATENCY_BATCHES if p99[str(b)] <= budget_ms]
+    expected = max(meeting) if meeting else None
+    if chosen != expected:
+        raise CheckFailed("latency_figures' chosen_batch is not the largest batch whose p99, on your own one-thread "
+                          f"curve, meets BUDGET_MS ({budget_ms:g} ms).",
+                          expected=f"{expected} (p99 at one thread: "
+                                   + ", ".join(f"{b}: {p99[str(b)]:.2f} ms" for b in LATENCY_BATCHES) + ")",
+                          found=str(chosen), hint="chosen_batch = largest_batch(samples at one thread, BUDGET_MS): "
+                                                  "by p99, not by the mean; None when no batch meets it.")
+    if chosen is None:
+        return f"no batch meets {budget_ms:g} ms on the measured curve"
     why = f"The grader times {ONNX_FILE} at your chosen batch to check it against BUDGET_MS"
-    if chosen is None:  # no batch meets the budget: true only if the smallest does not, as the grader measures it
-        smallest = ort_p99_ms(ctx, LATENCY_BATCHES[0], why)
-        if smallest * BUDGET_FACTOR < budget_ms:
-            raise CheckFailed(f"latency_figures' chosen_batch is None, but batch {LATENCY_BATCHES[0]} meets the budget "
-                              "with room.", expected=f"a batch (batch {LATENCY_BATCHES[0]}: p99 {smallest:.3f} ms)",
-                              found="None", hint="chosen_batch = largest_batch(...) on the one-thread curve.")
-        return f"no batch meets {budget_ms:g} ms (batch {LATENCY_BATCHES[0]}: p99 {smallest:.3f} ms)"
-    if chosen not in LATENCY_BATCHES:
-        raise CheckFailed("latency_figures' chosen_batch is not one of the batch sizes measured.",
-                          expected=f"one of {list(LATENCY_BATCHES)}", found=str(chosen),
-                          hint="chosen_batch = largest_batch(...) on the one-thread curve (an int; None is no choice).")
-    measured = ort_p99_ms(ctx, chosen, why)
-    if measured > BUDGET_FACTOR * budget_ms:
-        raise CheckFailed(f"At the chosen batch {chosen}, fast.onnx's p99 is over the budget.",
-                          expected=f"p99 <= {budget_ms:g} ms (the grader allows {BUDGET_FACTOR:g}x for noise)",
-                          found=f"{measured:.3f} ms", hint="Choose by p99, not by the mean.")
-    larger = [b for b in LATENCY_BATCHES if b > chosen]
-    if larger and ort_p99_ms(ctx, larger[0], why) * BUDGET_FACTOR < budget_ms:
-        raise CheckFailed(f"A larger batch ({larger[0]}) also meets the budget, with room: batch {chosen} leaves "
-                          "throughput unused.", expected=f"batch {larger[0]} or larger",
-                          found=f"batch {chosen}", hint="The largest batch whose p99 meets the budget.")
-    return f"batch {chosen}: p99 {measured:.3f} ms within {budget_ms:g} ms as the grader measures it"
+    measured = ort_median_ms(ctx, chosen, why)
+    if measured > budget_ms:
+        raise CheckFailed(f"At the chosen batch {chosen}, even the median latency the grader measures for {ONNX_FILE} "
+                          "is over the budget: the curve reported is not this model's.",
+                          expected=f"median <= {budget_ms:g} ms", found=f"{measured:.3f} ms",
+                          hint="Time fast.onnx itself, at each batch size, in the session you report.")
+    return f"batch {chosen}: p99 {p99[str(chosen)]:.3f} ms on the curve, within {budget_ms:g} ms " \
+           f"(the grader's median there: {measured:.3f} ms)"
 
 
 # <notebook>

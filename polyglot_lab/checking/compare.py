@@ -63,13 +63,14 @@ SPEED_FACTOR = 3.0  # two medians of the same ratio, taken minutes apart, on a m
 SIDE_MARGIN = 1.5   # a ratio within 1.5x of 1 has no reliable side: the two are about as fast
 
 
-def expect_ratio(reported: float, measured: float, what: str, inverted: str, hint: str) -> None:
+def expect_ratio(reported: float, measured: float, what: str, inverted: str, hint: str,
+                 side_margin: float = SIDE_MARGIN) -> None:
     """Fail unless a speed ratio the learner reported agrees with the grader's measurement of the same thing: on
-    the same side of 1 (when the grader's is clearly off 1; otherwise `inverted` names the likely mistake) and
-    within SPEED_FACTOR of it."""
+    the same side of 1 (when the grader's is at least `side_margin` off 1; otherwise `inverted` names the likely
+    mistake) and within SPEED_FACTOR of it."""
     from polyglot_lab.checking import CheckFailed
 
-    if max(measured, 1 / measured) >= SIDE_MARGIN and (reported > 1) != (measured > 1):
+    if max(measured, 1 / measured) >= side_margin and (reported > 1) != (measured > 1):
         raise CheckFailed(f"{what} is on the wrong side of 1: {inverted}",
                           expected=f"about {measured:.2f}, as the grader measures it", found=f"{reported:.2f}", hint=hint)
     if max(reported / measured, measured / reported) > SPEED_FACTOR:

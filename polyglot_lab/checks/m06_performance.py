@@ -30,9 +30,9 @@ FP32_BAR = 1e-6         # closer than this to float32 everywhere: nothing ran in
 COMPILE_BATCHES = (8, 256)
 BF16_BATCH = 256
 COMPILED_ATOL = 1e-4    # compiled against eager: float32 kernels, fused and reordered
+COMPILE_SIDE_MARGIN = 2.0  # a small network's compiled speed-up swings between 0.5 and 1.7 run to run on 2 cores
 DIFF_FACTOR = 10.0      # the same difference, on other rows like the notebook's
 LATENCY_BATCHES = (1, 8, 64, 256)
-BUDGET_FACTOR = 1.5     # p99 at the chosen batch, measured again minutes later: within 1.5x of the budget
 CHECKPOINT_BAR = 0.5    # checkpointing every block keeps at most half of the bytes a plain forward saves
 
 
@@ -202,6 +202,7 @@ def compile_speedup_measured(ctx: CheckContext):
         grader = times["eager"] / times["compiled"]
         expect_ratio(reported, grader, f"The compiled speed-up at batch {batch}",
                      "it looks inverted (the compiled time over the eager one), or the compiling call was timed.",
+                     side_margin=COMPILE_SIDE_MARGIN,
                      hint="speedup = median eager time / median compiled time, each after a warm-up call: the first "
                           "call of a compiled model compiles, and must not be timed as a steady call.")
         said.append(f"batch {batch}: {reported:.2f} (grader {grader:.2f})")

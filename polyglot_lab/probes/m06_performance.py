@@ -189,8 +189,7 @@ def latency(ns, io):
 @probe(figures=VALUE)
 def budget(ns, io):
     figures = dict(need(ns, "latency_figures"))
-    p99_ms = {str(t): {str(b): float(v) for b, v in dict(row).items() if _is_number(v)}
-              for t, row in dict(figures.get("p99_ms") or {}).items()}
-    chosen_batch = figures.get("chosen_batch")
-    io.save(figures={"p99_ms": p99_ms, "chosen_batch": _number(chosen_batch, int),
+    curves = {key: {str(t): {str(b): float(v) for b, v in dict(row).items() if _is_number(v)}
+                    for t, row in dict(figures.get(key) or {}).items()} for key in ("p50_ms", "p99_ms")}
+    io.save(figures={**curves, "chosen_batch": _number(figures.get("chosen_batch"), int),
                      "budget_ms": float(need(ns, "BUDGET_MS"))})
