@@ -39,7 +39,8 @@ DIFF_FACTOR = 10.0      # the same difference, on other rows like the notebook's
 LATENCY_BATCHES = (1, 8, 64, 256)
 CHECKPOINT_BAR = 0.5    # checkpointing every block keeps at most half of the bytes a plain forward saves
 # </notebook>
-PROFILE_LEAD = 1.3      # the grader's top operator leads its second by this much, or either of its top two passes
+PROFILED_STEPS = 5
+PROFILE_LEAD = 2.5      # an operator within 2.5x of the grader's top one may lead a profile taken on a loaded machine
 
 
 # <notebook>
@@ -112,14 +113,14 @@ def profile_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("profile")
     batch = int(rng.integers(48, 97))
     return {"config": fastnet_config(rng, widths=(192, 224, 256), depths=(2, 3)), "seed": np.int64(rng.integers(1000)),
-            "steps": np.int64(rng.integers(3, 7)), "x": rng.standard_normal((batch, 64)).astype(np.float32),
+            "steps": np.int64(rng.integers(8, 16)), "x": rng.standard_normal((batch, 64)).astype(np.float32),
             "y": rng.integers(0, 10, batch).astype(np.int64)}
 # </notebook>
 
 
 def reference_profile(ctx: CheckContext) -> dict:
     """The grader's profile of the same two steps: {phase: [(name, self ms per step, calls per step)], sorted by
-    self time}, one warm-up call, then two profiled calls."""
+    self time}, one warm-up call, then five profiled calls."""
     def measure():
         import torch
         from torch.profiler import ProfilerActivity
@@ -138,10 +139,11 @@ def reference_profile(ctx: CheckContext) -> dict:
         for phase, step in (("inference", inference), ("training", lambda: fastnet.train_step(model, optimizer, x, y))):
             step()
             with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-                for _ in range(2):
+                for _ in range(PROFILED_STEPS):
                     step()
             events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-            found[phase] = [(e.key, e.self_cpu_time_total / 2000, e.count // 2) for e in events]
+            found[phase] = [(e.key, e.self_cpu_time_total / 1000 / PROFILED_STEPS, e.count // PROFILED_STEPS)
+                            for e in events]
         return found
     return ctx.cached("profile:reference", measure)
 
@@ -178,7 +180,8 @@ def top_operator(ctx: CheckContext):
     reference = reference_profile(ctx)
     for phase in ("inference", "training"):
         rows, expected = profile_rows(ctx, phase), reference[phase]
-        leaders = [expected[0][0]] if expected[0][1] >= PROFILE_LEAD * expected[1][1] else [e[0] for e in expected[:2]]
+        # Matrix products lead by far; between two of them (mm and addmm in training, 2:1) a busy machine decides.
+        leaders = [name for name, self_ms, _ in expected[:3] if self_ms * PROFILE_LEAD >= expected[0][1]]
         if rows[0]["name"] not in leaders:
             raise CheckFailed(f"The {phase} step's top operator is not the one the grader's own profile of the same "
                               "network finds.", expected=" or ".join(leaders), found=rows[0]["name"],

@@ -53,7 +53,7 @@ def profile_inputs(ctx: CheckContext) -> dict:
     rng = ctx.rng("profile")
     batch = int(rng.integers(48, 97))
     return {"config": fastnet_config(rng, widths=(192, 224, 256), depths=(2, 3)), "seed": np.int64(rng.integers(1000)),
-            "steps": np.int64(rng.integers(3, 7)), "x": rng.standard_normal((batch, 64)).astype(np.float32),
+            "steps": np.int64(rng.integers(8, 16)), "x": rng.standard_normal((batch, 64)).astype(np.float32),
             "y": rng.integers(0, 10, batch).astype(np.int64)}
 
 
