@@ -277,6 +277,7 @@ def fastnet_speed(path: str, config: dict, x: np.ndarray, kinds: list[str], repe
 
     from polyglot_lab import fastnet
     torch._inductor.config.compile_threads = 1  # no pool of compile workers inside the sandbox
+    torch.set_num_threads(1)  # as the notebook times: multithreaded kernels swing 10x and more on a shared machine
     state = torch.load(path, weights_only=True, map_location="cpu")
     model = fastnet.loaded(state, config)
     inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
