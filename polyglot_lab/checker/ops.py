@@ -229,41 +229,35 @@ def onnx_graph(path: str) -> dict:
     return answer
 
 
-def ort_latency(path: str, x: np.ndarray, repeats: int = 30, providers: list[str] = ("CPUExecutionProvider",)) -> dict:
-    """Median seconds per run after a warm-up (the grader compares two files' ratio, measured here in one process)."""
+def _run_seconds(session, x: np.ndarray, warm_up: int, repeats: int) -> np.ndarray:
+    """Seconds of each of `repeats` runs of an ONNX Runtime session on x, after `warm_up` untimed runs."""
     import time
-    session = _session(path, list(providers))
     feed = {session.get_inputs()[0].name: x}
-    for _ in range(5):
-        session.run(None, feed)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - started)
-    return {"median_s": float(np.median(times))}
-
-
-def ort_latencies(path: str, x: np.ndarray, repeats: int = 200, threads: int = 1) -> dict:
-    """Seconds of each of `repeats` runs on x, in a session of `threads` intra-op threads, after a warm-up: the
-    samples themselves, so that the grader computes the percentiles it needs."""
-    import time
-
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads, options.inter_op_num_threads = int(threads), 1
-    session = _cached(f"ort-threads-{threads}", path,
-                      lambda: ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]))
-    feed = {session.get_inputs()[0].name: x}
-    for _ in range(10):
+    for _ in range(warm_up):
         session.run(None, feed)
     times = []
     for _ in range(int(repeats)):
         started = time.perf_counter()
         session.run(None, feed)
         times.append(time.perf_counter() - started)
-    return {"seconds": np.asarray(times)}
+    return np.asarray(times)
+
+
+def ort_latency(path: str, x: np.ndarray, repeats: int = 30, providers: list[str] = ("CPUExecutionProvider",)) -> dict:
+    """Median seconds per run after a warm-up (the grader compares two files' ratio, measured here in one process)."""
+    return {"median_s": float(np.median(_run_seconds(_session(path, list(providers)), x, 5, repeats)))}
+
+
+def ort_latencies(path: str, x: np.ndarray, repeats: int = 200, threads: int = 1) -> dict:
+    """Seconds of each of `repeats` runs on x, in a session of `threads` intra-op threads, after a warm-up: the
+    samples themselves, so that the grader computes the percentiles it needs."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads, options.inter_op_num_threads = int(threads), 1
+    session = _cached(f"ort-threads-{threads}", path,
+                      lambda: ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]))
+    return {"seconds": _run_seconds(session, x, 10, repeats)}
 
 
 def fastnet_speed(path: str, config: dict, x: np.ndarray, kinds: list[str], repeats: int = 30) -> dict:
